@@ -1,0 +1,87 @@
+"""The `adaptsearch` command line: a thin Typer layer over `search` and `adapters`.
+
+Each command parses its options and calls one library function. Errors of the
+`AdaptSearchError` family are caught here, once, and printed as a single red line with a
+non-zero exit code; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from adapters.errors import AdaptSearchError
+from search import __version__
+
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="adaptsearch",
+    help="Search adapter hyperparameters that carry a MOSEI sentiment model over to MOSI.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"adaptsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+    ] = False,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    # Optuna logs one INFO line per trial; the progress display shows the same facts.
+    logging.getLogger("optuna").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _register_commands() -> None:
+    from search.commands import data, study, train
+
+    app.add_typer(data.app, name="data")
+    study.register(app)
+    train.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line and turn `AdaptSearchError` into one red line and an exit code.
+
+    Typer's standalone mode handles usage errors (exit 2) and `--help`; everything of the
+    `AdaptSearchError` family raised by a command propagates to here.
+    """
+    try:
+        app(args=argv, prog_name="adaptsearch")
+    except AdaptSearchError as error:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)

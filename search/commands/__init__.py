@@ -1,0 +1,1 @@
+"""Typer commands of `adaptsearch`, one module per group: data, study (run, best, dashboard, report), train."""

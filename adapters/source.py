@@ -75,6 +75,7 @@ class SourceModel(nn.Module):
         self.scripted = scripted
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
+            parameter.grad = None
         super().train(False)
 
     def train(self, mode: bool = True) -> SourceModel:

@@ -134,16 +134,16 @@ def open_storage(
     except ImportError as error:
         cause = error.__cause__ or error
         raise StudyError(
-            f"cannot open storage {_redacted(url)}: the database driver is missing ({cause}); "
+            f"cannot open storage {redact_url(url)}: the database driver is missing ({cause}); "
             "install it (e.g. pip install psycopg2-binary, URL postgresql+psycopg2://...)"
         ) from None
     except OperationalError as error:
         raise StudyError(
-            f"cannot open storage {_redacted(url)}: {_first_line(error)}; "
+            f"cannot open storage {redact_url(url)}: {_first_line(error)}; "
             "check the URL and that the database server is running"
         ) from None
     except SQLAlchemyError as error:
-        raise StudyError(f"cannot open storage {_redacted(url)}: {_first_line(error)}") from None
+        raise StudyError(f"cannot open storage {redact_url(url)}: {_first_line(error)}") from None
 
 
 def check_study_exists(storage: optuna.storages.BaseStorage, study_name: str, url: str) -> None:
@@ -152,7 +152,7 @@ def check_study_exists(storage: optuna.storages.BaseStorage, study_name: str, ur
     if study_name not in names:
         stored = ", ".join(sorted(names)) if names else "none"
         raise StudyError(
-            f"study {study_name!r} not found in {_redacted(url)} (stored studies: {stored}); pass --study NAME"
+            f"study {study_name!r} not found in {redact_url(url)} (stored studies: {stored}); pass --study NAME"
         )
 
 
@@ -184,7 +184,8 @@ def _enable_sqlite_wal() -> None:
     _wal_listener_installed = True
 
 
-def _redacted(url: str) -> str:
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by ***."""
     if url == MEMORY_URL:
         return url
     return make_url(url).render_as_string(hide_password=True)

@@ -1,7 +1,199 @@
-"""`adaptsearch run | best | dashboard | report`: start, read and show Optuna studies."""
+"""`adaptsearch run | best | dashboard`: start, read and show Optuna studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
+from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL
+from search.study import DEFAULT_STUDY_NAME
+
+_DATA = "Data"
+_SEARCH = "Search"
+_STORAGE = "Storage"
+
+StudyOption = Annotated[
+    str, typer.Option("--study", help="Study name inside the storage.", rich_help_panel=_STORAGE)
+]
+StorageOption = Annotated[
+    str,
+    typer.Option(
+        "--storage",
+        help="Database URL of the studies; sqlite paths are relative to the working folder.",
+        rich_help_panel=_STORAGE,
+    ),
+]
+
+
+def run(
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="Study config YAML (source/target datasets, source_model, fixed, space, pruner). "
+            "Without it the search runs on the embedded demo world.",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    space: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--space",
+            help="Search-space YAML; replaces the config's space. Default: STUDIES_DIR/space.yaml.",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials",
+            min=1,
+            help="Finished (complete or pruned) trials the study should hold in total; "
+            "a rerun finishes the remainder.",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = 100,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--timeout", min=0.001, help="Seconds after which no new trial starts.", rich_help_panel=_SEARCH
+        ),
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Sampler seed (unset: random).", rich_help_panel=_SEARCH)
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Worker processes sharing the study; CPU threads are divided between them.",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = 1,
+    study: StudyOption = DEFAULT_STUDY_NAME,
+    storage: StorageOption = DEFAULT_STORAGE_URL,
+    studies_dir: Annotated[
+        Path,
+        typer.Option(
+            "--studies-dir",
+            help="Folder of caches (prepared data, source model, prototypes), the demo world and space.yaml.",
+            rich_help_panel=_STORAGE,
+        ),
+    ] = Path("studies"),
+    heartbeat_interval: Annotated[
+        int,
+        typer.Option(
+            "--heartbeat-interval",
+            min=1,
+            help="Seconds between heartbeats of a running trial; a trial silent for twice "
+            "this long is failed and queued again.",
+            rich_help_panel=_STORAGE,
+        ),
+    ] = DEFAULT_HEARTBEAT_INTERVAL_S,
+) -> None:
+    """Run or resume a hyperparameter search until the study holds --trials finished trials."""
+    from search.progress import RichReporter, summary_table
+    from search.study import resolve_config, run_study
+
+    study_config = resolve_config(config, studies_dir, space_path=space)
+    console = Console(stderr=True)
+    summary = run_study(
+        study_config,
+        trials=trials,
+        timeout=timeout,
+        study_name=study,
+        storage=storage,
+        seed=seed,
+        jobs=jobs,
+        studies_dir=studies_dir,
+        reporter=RichReporter(console),
+        heartbeat_interval=heartbeat_interval,
+    )
+    Console().print(summary_table(summary))
+    if summary.interrupted:
+        typer.echo(
+            f"interrupted after {summary.counts.finished} of {trials} trials; "
+            "run the same command again to finish the remainder",
+            err=True,
+        )
+        raise typer.Exit(130)
+
+
+def best(
+    study: StudyOption = DEFAULT_STUDY_NAME,
+    storage: StorageOption = DEFAULT_STORAGE_URL,
+    top: Annotated[int, typer.Option("--top", min=1, help="Number of best trials to list.")] = 5,
+    export: Annotated[
+        Optional[Path],
+        typer.Option("--export", help="Write the best trial's full run parameters to this YAML file."),
+    ] = None,
+    trial: Annotated[
+        Optional[int], typer.Option("--trial", min=0, help="Export this trial number instead of the best.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --export file.")] = False,
+) -> None:
+    """List the best trials of a study and export one as params.yaml for 'adaptsearch train'."""
+    from search.export import best_trials, export_params, load_study, trial_rows
+    from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
+
+    loaded = load_study(study, storage)
+    ranked = best_trials(loaded, top=top)
+    shown = list(ranked)
+    baseline = [
+        frozen
+        for frozen in loaded.get_trials(deepcopy=False)
+        if frozen.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN and frozen.value is not None
+    ]
+    if baseline and baseline[0].number not in {frozen.number for frozen in shown}:
+        shown.append(baseline[0])
+    Console().print(_best_table(loaded.study_name, trial_rows(shown), len(loaded.trials)))
+
+    if export is not None:
+        path, exported = export_params(loaded, export, storage_url=storage, trial_number=trial, force=force)
+        typer.echo(f"wrote trial {exported.number} ({exported.value:+.4f}) to {path}", err=True)
+
+
+def _best_table(name: str, rows, total: int) -> Table:
+    table = Table(title=f"study {name}: best trials ({total} trials stored)", header_style="bold")
+    table.add_column("trial", justify="right")
+    table.add_column("valid_corr", justify="right")
+    table.add_column("best epoch", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("parameters")
+    for row in rows:
+        label = f"{row.number} (original)" if row.origin else str(row.number)
+        params = ", ".join(f"{key}={_short(value)}" for key, value in row.params.items())
+        seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
+        epoch = "-" if row.best_epoch is None else str(row.best_epoch)
+        table.add_row(label, f"{row.value:+.4f}", epoch, seconds, params)
+    return table
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def dashboard(
+    study: Annotated[
+        Optional[str],
+        typer.Option("--study", help="Check that this study exists before serving.", rich_help_panel=_STORAGE),
+    ] = None,
+    storage: StorageOption = DEFAULT_STORAGE_URL,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; the dashboard has no login.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")] = DEFAULT_PORT,
+) -> None:
+    """Serve optuna-dashboard on the study storage (blocks until Ctrl-C)."""
+    serve_dashboard(storage, study_name=study, host=host, port=port)
 
 
 def register(app: typer.Typer) -> None:
     """Add the study commands to the top-level app."""
+    app.command("run")(run)
+    app.command("best")(best)
+    app.command("dashboard")(dashboard)

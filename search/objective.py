@@ -1,0 +1,182 @@
+"""The Optuna objective: one trial trains the adapters once with sampled settings.
+
+The value of a trial is the MOSI-valid Pearson correlation of its best epoch (`Metrics.score`,
+-1.0 when the correlation is undefined). MOSI test is never evaluated during the search.
+Each epoch reports its MOSI-valid score to the pruner; the trial's metrics, diagnostics and
+per-epoch history are stored as JSON-able user attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from adapters.params import TrainConfig
+from adapters.trainer import EpochRecord, train_adapters
+from search.config import StudyConfig
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAME = "valid_corr"
+EVAL_SPLIT = "valid"
+
+# Trial user attributes written by the objective.
+ORIGIN_ATTR = "origin"
+ORIGINAL_SETTINGS_ORIGIN = "original-settings"
+TRAIN_CONFIG_ATTR = "train_config"
+DEGENERATE_ATTR = "degenerate_reason"
+
+EpochHook = Callable[[int, EpochRecord, int], None]
+
+
+class Objective:
+    """Callable objective over a prepared context, shared by all trials of one process.
+
+    Parameters
+    ----------
+    config : StudyConfig
+        Data, source model, fixed settings and search space of the study.
+    cache_dir : Path
+        Cache root for prepared data, the source model and prototypes.
+    on_epoch : callable or None
+        Called as ``on_epoch(trial_number, record, epochs)`` after each epoch (progress display).
+    """
+
+    def __init__(self, config: StudyConfig, cache_dir: Path, *, on_epoch: EpochHook | None = None) -> None:
+        self.config = config
+        self.cache_dir = Path(cache_dir)
+        self.on_epoch = on_epoch
+        self.current_trial_id: int | None = None
+        self._context = None
+
+    @property
+    def context(self):
+        """The prepared data and source model (`adapters.pipeline.RunContext`), built on first use."""
+        if self._context is None:
+            from adapters.pipeline import prepare_context
+
+            started = time.perf_counter()
+            self._context = prepare_context(
+                self.config.source,
+                self.config.target,
+                self.config.source_model,
+                self.cache_dir,
+                modalities=self.config.base_train_config().modalities,
+            )
+            logger.info("prepared data and source model in %.1f s", time.perf_counter() - started)
+        return self._context
+
+    def fingerprints(self) -> dict[str, str]:
+        """Return the fingerprints of the prepared source and target data."""
+        return {
+            "source": self.context.source_data.fingerprint,
+            "target": self.context.target_data.fingerprint,
+        }
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial_id = trial._trial_id
+        context = self.context
+        train_config = self.config.train_config(self.config.space.suggest(trial))
+        trial.set_user_attr(TRAIN_CONFIG_ATTR, jsonable(train_config.to_dict()))
+
+        started = time.perf_counter()
+        history: list[dict[str, Any]] = []
+        scores: list[float] = []
+        results = []
+        # Each seed is a full training run. Only the first seed reports to the pruner, so that
+        # pruning compares the same epochs across trials.
+        for offset in range(train_config.seeds):
+            seed_config = train_config.replace(seed=train_config.seed + offset)
+            callback = self._make_callback(trial, seed_config, history) if offset == 0 else None
+            try:
+                result = train_adapters(
+                    context.source_model,
+                    context.source_data,
+                    context.target_data,
+                    seed_config,
+                    train_splits=("train",),
+                    eval_split=EVAL_SPLIT,
+                    callback=callback,
+                    cache_dir=self.cache_dir,
+                )
+            except optuna.TrialPruned:
+                trial.set_user_attr("history", history)
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                raise
+            results.append(result)
+            scores.append(_finite_score(result.metrics.score))
+
+        value = float(np.mean(scores))
+        self._store_result(trial, results, history, value, time.perf_counter() - started)
+        return value
+
+    def _make_callback(self, trial: optuna.Trial, config: TrainConfig, history: list) -> Callable[[EpochRecord], None]:
+        def report(record: EpochRecord) -> None:
+            score = _finite_score(record.metrics.score)
+            history.append(
+                {
+                    "epoch": record.epoch,
+                    METRIC_NAME: score,
+                    "losses": jsonable(record.losses),
+                    "task_loss": jsonable(record.task_loss),
+                    "lr": jsonable(record.lr),
+                }
+            )
+            trial.report(score, record.epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, record, config.epochs)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {record.epoch} with {METRIC_NAME} {score:.4f}")
+
+        return report
+
+    @staticmethod
+    def _store_result(trial: optuna.Trial, results: list, history: list, value: float, seconds: float) -> None:
+        first = results[0]
+        trial.set_user_attr("history", history)
+        trial.set_user_attr("seconds", round(seconds, 3))
+        trial.set_user_attr("best_epoch", first.best_epoch)
+        trial.set_user_attr("metrics", jsonable(first.metrics.to_dict()))
+        trial.set_user_attr("diagnostics", jsonable(first.diagnostics))
+        if len(results) > 1:
+            trial.set_user_attr("seed_scores", [_finite_score(result.metrics.score) for result in results])
+        reasons = sorted({result.metrics.corr_reason for result in results if result.metrics.corr is None})
+        if reasons:
+            # Metrics.score is -1.0 for an undefined correlation; the reason says why.
+            trial.set_user_attr(DEGENERATE_ATTR, "; ".join(str(reason) for reason in reasons))
+        logger.debug("trial %d: %s %.4f at epoch %d", trial.number, METRIC_NAME, value, first.best_epoch)
+
+
+def _finite_score(score: float | None) -> float:
+    """Return `score`, or -1.0 (the worst correlation) when it is None or not finite."""
+    if score is None or not math.isfinite(score):
+        return -1.0
+    return float(score)
+
+
+def jsonable(value: Any) -> Any:
+    """Return `value` with numpy scalars and arrays as Python types and non-finite floats as None.
+
+    Optuna stores user attributes as JSON; NaN would be written as a bare ``NaN`` token that
+    the dashboard's JSON parser rejects.
+    """
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,518 @@
+"""Running a study that lasts: resume, a shared trial count, parallel workers, clean Ctrl-C.
+
+``run_study(trials=N)`` brings the study to N finished trials in total, where finished means
+COMPLETE or PRUNED. FAIL trials (an interrupted trial, a worker that died) do not count, so a
+rerun of an interrupted search runs exactly the remainder, and workers started with
+``jobs > 1`` share the same count. Before each new trial a worker counts the finished trials
+and the trials other workers are running; it starts a trial only while both together stay
+below N, and waits while only running trials stand between the study and N.
+
+The study stores its config, its search space and the fingerprints of the prepared data as
+study user attributes. Resuming on other data, with another space, other fixed settings or
+another source model raises `StudyError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from adapters.errors import ConfigError, StudyError
+from adapters.params import ORIGINAL_SETTINGS
+from search import __version__
+from search.config import StudyConfig
+from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
+from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, open_storage
+from search.space import ensure_space_file, load_space
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STUDY_NAME = "adaptsearch"
+STUDY_ATTR = "adaptsearch"
+RETRY_OF_ATTR = "retry_of"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Seconds between checks while a worker waits for trials of other workers to end.
+_WAIT_POLL_S = 1.0
+
+
+@dataclass
+class TrialCounts:
+    """Trial numbers by state."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+    @classmethod
+    def of(cls, trials: list[FrozenTrial]) -> TrialCounts:
+        counts = cls()
+        for trial in trials:
+            if trial.state == TrialState.COMPLETE:
+                counts.complete += 1
+            elif trial.state == TrialState.PRUNED:
+                counts.pruned += 1
+            elif trial.state == TrialState.FAIL:
+                counts.failed += 1
+            elif trial.state == TrialState.RUNNING:
+                counts.running += 1
+            elif trial.state == TrialState.WAITING:
+                counts.waiting += 1
+        return counts
+
+
+@dataclass
+class RunSummary:
+    """Outcome of `run_study`."""
+
+    study_name: str
+    storage: str
+    target_trials: int
+    counts: TrialCounts
+    wall_seconds: float
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    baseline_number: int | None = None
+    baseline_value: float | None = None
+    baseline_state: str | None = None
+    interrupted: bool = False
+    new_trials: int = 0
+
+
+class Reporter:
+    """Receives progress events; the base class ignores them (used when nothing is shown)."""
+
+    def start(self, study_name: str, target_trials: int, counts: TrialCounts, best: float | None) -> None:
+        pass
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        pass
+
+    def epoch(self, number: int, epoch: int, epochs: int, score: float) -> None:
+        pass
+
+    def update(self, counts: TrialCounts, best: float | None, running: int = 0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of one `run_study` call that workers need too (picklable for spawn)."""
+
+    study_name: str
+    storage: str
+    trials: int
+    timeout: float | None
+    seed: int | None
+    studies_dir: Path
+    heartbeat_interval: int | None
+    grace_period: int | None
+
+
+def resolve_config(
+    config_path: str | Path | None, studies_dir: str | Path, *, space_path: str | Path | None = None
+) -> StudyConfig:
+    """Load the study config at `config_path`, or build the demo study config when it is None.
+
+    The default space is ``studies_dir/space.yaml`` (written from the packaged default when
+    missing). The demo config uses the embedded demo world under ``studies_dir/demo-world``.
+    """
+    studies_dir = Path(studies_dir)
+    if config_path is not None:
+        default_space = ensure_space_file(studies_dir) if space_path is None else None
+        return StudyConfig.from_file(config_path, space_path=space_path, default_space=default_space)
+
+    from adapters.demo import ensure_demo_world
+
+    datasets = ensure_demo_world(studies_dir)
+    space = load_space(space_path if space_path is not None else ensure_space_file(studies_dir))
+    return StudyConfig(source=datasets["source"], target=datasets["target"], space=space)
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    trials: int = 100,
+    timeout: float | None = None,
+    study_name: str = DEFAULT_STUDY_NAME,
+    storage: str = DEFAULT_STORAGE_URL,
+    seed: int | None = None,
+    jobs: int = 1,
+    studies_dir: str | Path = "studies",
+    reporter: Reporter | None = None,
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S,
+    grace_period: int | None = None,
+) -> RunSummary:
+    """Run or resume a study until it holds `trials` finished (COMPLETE or PRUNED) trials.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    trials : int
+        Total finished trials the study should hold, counting earlier runs.
+    timeout : float or None
+        Seconds after which no new trial starts; a running trial is finished.
+    study_name, storage : str
+        Study name and database URL (SQLite files are created with their folder).
+    seed : int or None
+        Sampler seed; each worker and each resumed run derives its own seed from it.
+    jobs : int
+        Worker processes. With more than one, each worker gets ``cpu_count // jobs`` torch threads.
+    studies_dir : path
+        Folder of caches (``studies_dir/cache``) and the demo world.
+    reporter : Reporter or None
+        Progress display; None shows nothing.
+    heartbeat_interval, grace_period : int or None
+        Seconds between heartbeats of a running trial, and since the last heartbeat after
+        which a trial counts as stale (its worker died); it is then failed and queued again.
+
+    Raises
+    ------
+    StudyError
+        If the stored study was created with other data, another space or other settings.
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials must be an integer >= 1, got {trials!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+    reporter = reporter or Reporter()
+    options = RunOptions(
+        study_name=study_name,
+        storage=storage,
+        trials=trials,
+        timeout=timeout,
+        seed=seed,
+        studies_dir=Path(studies_dir),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+    started = time.monotonic()
+
+    # The data and the source model are prepared here once; workers then load them from the cache.
+    objective = Objective(config, options.studies_dir / "cache", on_epoch=_epoch_hook(reporter))
+    fingerprints = objective.fingerprints()
+    study = _open_study(options, config, worker=0)
+    check_or_store_study_attrs(study, config, fingerprints)
+    enqueue_original_settings(study, config)
+
+    counts = TrialCounts.of(study.get_trials(deepcopy=False))
+    reporter.start(study_name, trials, counts, _best_value(study))
+    interrupted = False
+    try:
+        if jobs == 1:
+            interrupted = _work(study, objective, options, reporter, deadline=_deadline(options, started))
+        else:
+            interrupted = _run_workers(study, options, jobs, reporter, deadline=_deadline(options, started))
+    finally:
+        reporter.close()
+
+    summary = summarize(study, options, time.monotonic() - started, initial_finished=counts.finished)
+    summary.interrupted = interrupted
+    return summary
+
+
+def _deadline(options: RunOptions, started: float) -> float | None:
+    return None if options.timeout is None else started + options.timeout
+
+
+def _open_study(options: RunOptions, config: StudyConfig, *, worker: int) -> optuna.Study:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    storage = open_storage(
+        options.storage,
+        create=True,
+        heartbeat_interval=options.heartbeat_interval,
+        grace_period=options.grace_period,
+        stale_trial_callback=callback,
+    )
+    existing = options.study_name in optuna.get_all_study_names(storage)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=options.study_name,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=config.make_pruner(),
+    )
+    if not existing and worker == 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])
+    # A fixed seed would replay the same random start-up draws after a resume and in every
+    # worker, so the seed is offset by the worker index and by the trials already stored.
+    sampler_seed = None
+    if options.seed is not None:
+        sampler_seed = options.seed + 1_000_003 * worker + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    return study
+
+
+def check_or_store_study_attrs(study: optuna.Study, config: StudyConfig, fingerprints: dict[str, str]) -> None:
+    """Store config and data fingerprints in a new study, or check them against a stored one.
+
+    Raises
+    ------
+    StudyError
+        If the study holds trials and was created by something else, or with other data,
+        another search space, other fixed settings or another source model.
+    """
+    stored = study.user_attrs.get(STUDY_ATTR)
+    current = {
+        "config": jsonable(config.to_dict()),
+        "train_base": jsonable(config.base_train_config().to_dict()),
+        "fingerprints": dict(fingerprints),
+        "version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise StudyError(
+                f"study {study.study_name!r} holds trials but was not created by adaptsearch; "
+                "pass --study NEW to start a new study"
+            )
+        study.set_user_attr(STUDY_ATTR, current)
+        return
+
+    name = study.study_name
+    for role in ("source", "target"):
+        old, new = stored["fingerprints"].get(role), fingerprints[role]
+        if old != new:
+            raise StudyError(
+                f"study {name!r} was run on other {role} data (fingerprint {old} stored, {new} now); "
+                f"pass --study NEW to start a new study on this data, or restore the data the study used"
+            )
+    old_space = stored["config"]["space"]["parameters"]
+    new_space = current["config"]["space"]["parameters"]
+    if old_space != new_space:
+        changed = sorted(key for key in set(old_space) | set(new_space) if old_space.get(key) != new_space.get(key))
+        raise StudyError(
+            f"study {name!r} was run with another search space (differs in {', '.join(changed)}); "
+            "pass --study NEW to search the new space, or restore the space file the study used"
+        )
+    if stored["train_base"] != current["train_base"]:
+        changed = sorted(
+            key
+            for key in set(stored["train_base"]) | set(current["train_base"])
+            if stored["train_base"].get(key) != current["train_base"].get(key)
+        )
+        raise StudyError(
+            f"study {name!r} was run with other fixed settings (differs in {', '.join(changed)}); "
+            "pass --study NEW to start a new study with these settings"
+        )
+    if stored["config"]["source_model"] != current["config"]["source_model"]:
+        raise StudyError(
+            f"study {name!r} was run with another source model config; "
+            "pass --study NEW to start a new study with this source model"
+        )
+    if stored["config"]["pruner"] != current["config"]["pruner"]:
+        logger.warning(
+            "study %r was started with pruner settings %s; the remaining trials use %s",
+            name,
+            stored["config"]["pruner"],
+            current["config"]["pruner"],
+        )
+    logger.info("resuming study %r with %d stored trials", name, len(study.get_trials(deepcopy=False)))
+
+
+def enqueue_original_settings(study: optuna.Study, config: StudyConfig) -> None:
+    """Queue the original script's settings as the study's first trial, once.
+
+    Only the space's open parameters are enqueued; fixed values come from the config. A value
+    outside the space is left to the sampler, with a warning.
+    """
+    inside, outside = config.space.restrict(ORIGINAL_SETTINGS.to_dict())
+    if outside:
+        warnings.warn(
+            f"the original settings {outside} lie outside the search space; trial 0 samples them instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN:
+            return
+    study.enqueue_trial(inside, user_attrs={ORIGIN_ATTR: ORIGINAL_SETTINGS_ORIGIN}, skip_if_exists=True)
+
+
+def _work(
+    study: optuna.Study, objective: Objective, options: RunOptions, reporter: Reporter, *, deadline: float | None
+) -> bool:
+    """Run trials one at a time until the study holds enough finished trials; True if interrupted."""
+    callbacks = [_progress_callback(reporter)]
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            logger.info("timeout reached; no new trial is started")
+            return False
+        _fail_stale_trials(study)
+        counts = TrialCounts.of(study.get_trials(deepcopy=False))
+        if counts.finished >= options.trials:
+            return False
+        if counts.finished + counts.running >= options.trials:
+            # Trials of other workers, or of a worker that died and is not yet stale, may
+            # still end as FAIL and leave a slot to fill.
+            time.sleep(_WAIT_POLL_S)
+            continue
+        try:
+            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=())
+        except KeyboardInterrupt:
+            _close_interrupted_trial(study, objective.current_trial_id)
+            return True
+
+
+def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:
+    """Fail the trial a Ctrl-C interrupted, if still RUNNING, and queue its settings again."""
+    if trial_id is None:
+        return
+    trial = study._storage.get_trial(trial_id)
+    if trial.state == TrialState.RUNNING:
+        # Optuna fails a trial interrupted inside the objective itself; this covers a Ctrl-C
+        # that arrived while the trial was being created or told.
+        study.tell(trial.number, state=TrialState.FAIL)
+        trial = study._storage.get_trial(trial_id)
+    if trial.state != TrialState.FAIL or trial.user_attrs.get(RETRY_OF_ATTR) is not None:
+        return
+    attrs = {RETRY_OF_ATTR: trial.number}
+    if ORIGIN_ATTR in trial.user_attrs:
+        attrs[ORIGIN_ATTR] = trial.user_attrs[ORIGIN_ATTR]
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+    logger.warning("trial %d was interrupted and marked FAIL; a rerun repeats its settings", trial.number)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _progress_callback(reporter: Reporter) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        reporter.update(TrialCounts.of(trials), _best_value(study, trials))
+        value = trial.value if trial.value is not None else float("nan")
+        logger.info("trial %d %s: %s %.4f", trial.number, trial.state.name.lower(), METRIC_NAME, value)
+
+    return callback
+
+
+def _epoch_hook(reporter: Reporter):
+    def hook(number: int, record, epochs: int) -> None:
+        if record.epoch == 1:
+            reporter.trial_started(number, epochs)
+        reporter.epoch(number, record.epoch, epochs, record.metrics.score)
+
+    return hook
+
+
+def _best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float | None:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trials is None else trials
+    values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
+    return max(values) if values else None
+
+
+def summarize(study: optuna.Study, options: RunOptions, wall_seconds: float, *, initial_finished: int = 0) -> RunSummary:
+    """Collect counts, the best trial and the original-settings trial of `study`."""
+    trials = study.get_trials(deepcopy=False)
+    counts = TrialCounts.of(trials)
+    summary = RunSummary(
+        study_name=study.study_name,
+        storage=options.storage,
+        target_trials=options.trials,
+        counts=counts,
+        wall_seconds=wall_seconds,
+        new_trials=counts.finished - initial_finished,
+    )
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    if complete:
+        best = max(complete, key=lambda trial: trial.value)
+        summary.best_number, summary.best_value, summary.best_params = best.number, best.value, dict(best.params)
+    baselines = [trial for trial in trials if trial.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN]
+    finished = [trial for trial in baselines if trial.state in FINISHED_STATES]
+    if finished or baselines:
+        baseline = (finished or baselines)[0]
+        summary.baseline_number = baseline.number
+        summary.baseline_value = baseline.value
+        summary.baseline_state = baseline.state.name
+    return summary
+
+
+# --- parallel workers ---------------------------------------------------------------------
+
+
+def _run_workers(study: optuna.Study, options: RunOptions, jobs: int, reporter: Reporter, *, deadline: float | None) -> bool:
+    """Start `jobs` worker processes and show their progress by polling the storage."""
+    if options.storage == "memory":
+        raise ConfigError("jobs > 1 needs a database storage that worker processes share; pass --storage sqlite:///...")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    worker_options = dataclasses.replace(options, timeout=remaining)
+    context = multiprocessing.get_context("spawn")
+    config_dict = study.user_attrs[STUDY_ATTR]["config"]
+    processes = [
+        context.Process(target=_worker_main, args=(config_dict, worker_options, index, threads), name=f"adaptsearch-worker-{index}")
+        for index in range(1, jobs + 1)
+    ]
+    for process in processes:
+        process.start()
+    logger.info("started %d worker processes with %d torch threads each", jobs, threads)
+
+    interrupted = False
+    try:
+        while any(process.is_alive() for process in processes):
+            trials = study.get_trials(deepcopy=False)
+            counts = TrialCounts.of(trials)
+            reporter.update(counts, _best_value(study, trials), running=counts.running)
+            time.sleep(_WAIT_POLL_S)
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("interrupted; asking the workers to finish their current trial as FAIL")
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+    for process in processes:
+        process.join()
+    failed = [process.name for process in processes if process.exitcode not in (0, _INTERRUPTED_EXIT)]
+    if failed and not interrupted:
+        raise StudyError(f"worker processes {', '.join(failed)} failed; see their log lines above, fix the cause and rerun")
+    return interrupted or any(process.exitcode == _INTERRUPTED_EXIT for process in processes)
+
+
+_INTERRUPTED_EXIT = 130
+
+
+def _worker_main(config_dict: dict, options: RunOptions, index: int, threads: int) -> None:
+    """Entry point of a worker process: load the study and run trials until the count is reached."""
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"[worker {index}] %(levelname)s %(message)s")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    config = StudyConfig.from_dict(config_dict, base_dir="/")
+    objective = Objective(config, options.studies_dir / "cache")
+    study = _open_study(options, config, worker=index)
+    started = time.monotonic()
+    interrupted = _work(study, objective, options, Reporter(), deadline=_deadline(options, started))
+    if interrupted:
+        raise SystemExit(_INTERRUPTED_EXIT)

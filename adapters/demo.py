@@ -407,9 +407,13 @@ def write_demo_world(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    # Both tables are read before anything is written, so a bad table fails fast.
+    plans = {
+        kind: read_segment_table(table) if table is not None else plan_segments(rng, kind, size)
+        for kind, table in (("source", source_segments_csv), ("target", segments_csv))
+    }
     sections = {}
-    for kind, table in (("source", source_segments_csv), ("target", segments_csv)):
-        plan = read_segment_table(table) if table is not None else plan_segments(rng, kind, size)
+    for kind, plan in plans.items():
         sections[kind] = _write_dataset(rng, out_dir / kind, kind, plan)
         logger.info("wrote demo %s dataset: %d segments in %s", kind, len(plan.videos), out_dir / kind)
     (out_dir / "world.yaml").write_text(yaml.safe_dump(sections, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,70 @@
+"""`adaptsearch data demo` and `adaptsearch data inspect` through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from adapters.errors import ConfigError, DataError
+from adapters.prepare import prepare_dataset
+from search.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.filterwarnings("ignore:dataset demo-mosei has non-finite input values")
+def test_demo_then_inspect(tmp_path):
+    result = runner.invoke(app, ["data", "demo", str(tmp_path / "world"), "--size", "tiny", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "world" / "world.yaml").is_file()
+
+    result = runner.invoke(
+        app, ["data", "inspect", str(tmp_path / "world" / "world.yaml"), "--cache-dir", str(tmp_path / "cache")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "source: demo-mosei" in result.output
+    assert "target: demo-mosi" in result.output
+    assert "visual (713), audio (74), text (300)" in result.output
+    assert "visual (65), audio (29), text (768)" in result.output
+    assert "24/8/8" in result.output
+    assert "label range" in result.output
+
+
+def test_inspect_prepared_file(tiny_world, tmp_path):
+    data = prepare_dataset(tiny_world["target"], tmp_path)
+    result = runner.invoke(app, ["data", "inspect", str(data.path)])
+    assert result.exit_code == 0, result.output
+    assert "demo-mosi" in result.output
+    assert "segments train/valid/test" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:dataset demo-mosei has non-finite input values")
+def test_demo_with_segment_table(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "video_id,segment,start,end,split,sentiment\n"
+        "a,1,0,2,train,1.5\nb,1,0,3,valid,-1\nc,1,1,2,test,0.2\n"
+    )
+    result = runner.invoke(app, ["data", "demo", str(tmp_path / "w"), "--segments", str(table), "--size", "tiny"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["data", "inspect", str(tmp_path / "w" / "world.yaml"), "--cache-dir", str(tmp_path / "cache")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1/1/1" in result.output
+
+
+def test_inspect_missing_file_raises_config_error(tmp_path):
+    result = runner.invoke(app, ["data", "inspect", str(tmp_path / "nope.yaml")])
+    assert isinstance(result.exception, ConfigError)
+
+
+def test_inspect_broken_cache_raises_data_error(tmp_path):
+    (tmp_path / "broken.h5").write_bytes(b"nope")
+    result = runner.invoke(app, ["data", "inspect", str(tmp_path / "broken.h5")])
+    assert isinstance(result.exception, DataError)
+
+
+def test_demo_rejects_unknown_size(tmp_path):
+    result = runner.invoke(app, ["data", "demo", str(tmp_path), "--size", "huge"])
+    assert isinstance(result.exception, ConfigError)

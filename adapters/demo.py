@@ -36,7 +36,7 @@ Default sizes: target 93 videos, 1284/229/686 segments in train/valid/test (MOSI
 sizes); source 300 videos with about 3500 labelled segments and a few unlabelled ones.
 ``size="tiny"`` makes a few dozen segments per dataset for tests. With a segment table
 (CSV with columns ``video_id, segment, start, end, split, sentiment``) a dataset follows
-the table exactly; a row with an empty sentiment gets frames but no label row.
+the table exactly. A row with an empty sentiment gets frames but no label row.
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def ensure_demo_world(studies_dir: str | Path) -> dict[str, DatasetConfig]:
     """Return the demo world under ``studies_dir/demo-world``, generating it on first use.
 
     The world is generated in a temporary folder and renamed into place, so a concurrent
-    or interrupted call never leaves a half-written world; when two processes race, the
+    or interrupted call never leaves a half-written world. When two processes race, the
     first rename wins and the other's copy is removed.
     """
     studies_dir = Path(studies_dir)

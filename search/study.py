@@ -362,24 +362,25 @@ def _work(
 ) -> bool:
     """Run trials one at a time until the study holds enough finished trials; True if interrupted."""
     callbacks = [_progress_callback(reporter)]
-    while True:
-        if deadline is not None and time.monotonic() >= deadline:
-            logger.info("timeout reached; no new trial is started")
-            return False
-        _fail_stale_trials(study)
-        counts = TrialCounts.of(study.get_trials(deepcopy=False))
-        if counts.finished >= options.trials:
-            return False
-        if counts.finished + counts.running >= options.trials:
-            # Trials of other workers, or of a worker that died and is not yet stale, may
-            # still end as FAIL and leave a slot to fill.
-            time.sleep(_WAIT_POLL_S)
-            continue
-        try:
+    try:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.info("timeout reached; no new trial is started")
+                return False
+            _fail_stale_trials(study)
+            counts = TrialCounts.of(study.get_trials(deepcopy=False))
+            if counts.finished >= options.trials:
+                return False
+            if counts.finished + counts.running >= options.trials:
+                # Trials of other workers, or of a worker that died and is not yet stale, may
+                # still end as FAIL and leave a slot to fill.
+                time.sleep(_WAIT_POLL_S)
+                continue
+            objective.current_trial_id = None
             study.optimize(objective, n_trials=1, callbacks=callbacks, catch=())
-        except KeyboardInterrupt:
-            _close_interrupted_trial(study, objective.current_trial_id)
-            return True
+    except KeyboardInterrupt:
+        _close_interrupted_trial(study, objective.current_trial_id)
+        return True
 
 
 def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:

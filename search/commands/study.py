@@ -103,18 +103,23 @@ def run(
 
     study_config = resolve_config(config, studies_dir, space_path=space)
     console = Console(stderr=True)
-    summary = run_study(
-        study_config,
-        trials=trials,
-        timeout=timeout,
-        study_name=study,
-        storage=storage,
-        seed=seed,
-        jobs=jobs,
-        studies_dir=studies_dir,
-        reporter=RichReporter(console),
-        heartbeat_interval=heartbeat_interval,
-    )
+    try:
+        summary = run_study(
+            study_config,
+            trials=trials,
+            timeout=timeout,
+            study_name=study,
+            storage=storage,
+            seed=seed,
+            jobs=jobs,
+            studies_dir=studies_dir,
+            reporter=RichReporter(console),
+            heartbeat_interval=heartbeat_interval,
+        )
+    except KeyboardInterrupt:
+        # Interrupted before the first trial (while preparing data or opening the study).
+        typer.echo("interrupted before any trial started", err=True)
+        raise typer.Exit(130) from None
     Console().print(summary_table(summary))
     if summary.interrupted:
         typer.echo(

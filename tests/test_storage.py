@@ -1,0 +1,99 @@
+"""Storage URLs and the SQLite set-up for several workers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import optuna
+import pytest
+
+from adapters.errors import StudyError
+from search.storage import check_study_exists, check_url, open_storage, redact_url, sqlite_path
+
+
+@pytest.mark.parametrize(
+    ("url", "backend"),
+    [
+        ("sqlite:///studies/adaptsearch.db", "sqlite"),
+        ("sqlite:////abs/path.db", "sqlite"),
+        ("postgresql://user@localhost/db", "postgresql"),
+        ("postgresql+psycopg2://user@localhost/db", "postgresql"),
+        ("mysql+pymysql://user@localhost/db", "mysql"),
+        ("memory", "memory"),
+    ],
+)
+def test_supported_urls(url, backend):
+    # Each supported URL maps to its backend name.
+    assert check_url(url) == backend
+
+
+@pytest.mark.parametrize(
+    ("url", "pattern"),
+    [
+        ("ftp://host/x", "unsupported scheme 'ftp'"),
+        ("redis://localhost", "unsupported scheme 'redis'"),
+        ("studies/adaptsearch.db", "invalid"),
+        ("sqlite://", "names no database file"),
+        ("sqlite:///:memory:", "names no database file"),
+    ],
+)
+def test_rejected_urls(url, pattern):
+    # Unsupported or incomplete URLs raise StudyError with an example of a valid one.
+    with pytest.raises(StudyError, match=pattern):
+        check_url(url)
+
+
+def test_sqlite_relative_to_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    open_storage("sqlite:///studies/adaptsearch.db", create=True)
+
+    # A relative SQLite path is created, folder included, under the working folder.
+    assert sqlite_path("sqlite:///studies/adaptsearch.db").as_posix() == "studies/adaptsearch.db"
+    assert (tmp_path / "studies" / "adaptsearch.db").is_file()
+
+
+def test_sqlite_uses_wal(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url, create=True)
+    optuna.create_study(storage=storage, study_name="s")
+
+    # The database file is in write-ahead-log mode, so readers do not block the writer.
+    with sqlite3.connect(tmp_path / "study.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_missing_sqlite_file_without_create(tmp_path):
+    # Reading commands do not create a database; a missing file says to run the search first.
+    with pytest.raises(StudyError, match="not found.*adaptsearch run"):
+        open_storage(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_unreachable_server():
+    # A server that refuses the connection gives a StudyError, not a SQLAlchemy traceback.
+    with pytest.raises(StudyError, match="database server is running"):
+        open_storage("postgresql+psycopg2://user@127.0.0.1:1/db", create=False)
+
+
+def test_missing_study_lists_stored(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url, create=True)
+    optuna.create_study(storage=storage, study_name="first")
+
+    # A missing study name raises and lists the stored ones.
+    with pytest.raises(StudyError, match="'second' not found.*stored studies: first.*--study"):
+        check_study_exists(storage, "second", url)
+
+
+def test_heartbeat_configured(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", create=True, heartbeat_interval=3, grace_period=5)
+
+    # RDB storages record heartbeats with the given interval and grace period.
+    assert storage.get_heartbeat_interval() == 3
+    assert storage.grace_period == 5
+
+
+def test_redact_url_hides_password():
+    # Passwords never reach messages or exported files.
+    assert "secret" not in redact_url("postgresql://user:secret@host/db")

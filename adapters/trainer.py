@@ -204,7 +204,10 @@ def train_adapters(
             target_data.widths, source_data.widths, modalities,
             hidden=config.hidden, depth=config.depth, dropout=config.dropout, norm=config.norm,
         )
-        optimizer = torch.optim.Adam(adapters.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # foreach: one fused update over all parameters instead of a Python loop (PyTorch uses it by default only on GPUs).
+        optimizer = torch.optim.Adam(
+            adapters.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        )
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.scheduler_factor, patience=config.scheduler_patience
         )

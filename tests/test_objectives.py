@@ -80,3 +80,35 @@ def test_build_objectives_gives_differentiable_losses(name, tmp_path):
     assert set(objectives) == {"visual", "audio", "text"}
     assert loss.ndim == 0
     assert adapted.grad.abs().sum() > 0
+
+
+def test_sinkhorn_plan_marginals_match_pot():
+    import numpy as np
+    import ot
+
+    from adapters.objectives import sinkhorn_plan
+
+    rng = np.random.default_rng(0)
+    cost = rng.uniform(0, 3, size=(8, 5))
+    weights = rng.dirichlet(np.ones(5))
+
+    plan = sinkhorn_plan(cost, weights, 0.1, 500)
+    reference = ot.sinkhorn(np.full(8, 1 / 8), weights, cost, 0.1, numItermax=5000, stopThr=1e-12)
+
+    assert np.allclose(plan.sum(axis=0), weights)
+    assert np.allclose(plan.sum(axis=1), 1 / 8, atol=1e-6)
+    assert np.allclose(plan, reference, atol=1e-6)
+
+
+def test_sinkhorn_plan_underflow_falls_back_to_log_domain():
+    import numpy as np
+
+    from adapters.objectives import sinkhorn_plan
+
+    # Column 1 is 1000 cost units from every row: its kernel entries underflow at reg 0.5.
+    cost = np.array([[0.0, 1000.0], [1.0, 1000.0]])
+
+    plan = sinkhorn_plan(cost, np.array([0.5, 0.5]), 0.5, 200)
+
+    assert np.isfinite(plan).all()
+    assert np.allclose(plan.sum(axis=0), [0.5, 0.5], atol=1e-6)

@@ -1,0 +1,93 @@
+"""`adaptsearch report`: figures and an HTML page of a study, with a summary in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search.storage import DEFAULT_STORAGE_URL
+from search.study import DEFAULT_STUDY_NAME
+
+
+def report(
+    study: Annotated[str, typer.Option("--study", help="Study name inside the storage.")] = DEFAULT_STUDY_NAME,
+    storage: Annotated[
+        str,
+        typer.Option("--storage", help="Database URL of the studies; sqlite paths are relative to the working folder."),
+    ] = DEFAULT_STORAGE_URL,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Folder for the PNG figures and report.html. Default: reports/STUDY."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Number of best trials in the metrics table.")] = 10,
+) -> None:
+    """Write PNG figures and a self-contained HTML report of a study."""
+    from search.export import load_study
+    from search.report import build_report
+
+    loaded = load_study(study, storage)
+    result = build_report(loaded, out if out is not None else Path("reports") / study, top=top)
+
+    console = Console()
+    console.print(_summary_table(result))
+    for message in result.messages:
+        console.print(f"[yellow]note:[/yellow] {message}", highlight=False)
+    console.print(f"wrote {len(result.figures)} figures and {result.html_path}", highlight=False)
+
+
+def _summary_table(result) -> Table:
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items() if count)
+    title = "Pareto front" if result.multi_objective else "best trial"
+    table = Table(title=f"study {result.study_name}: {title} ({counts})", header_style="bold")
+    table.add_column("trial", justify="right")
+    for index, direction in enumerate(result.directions):
+        table.add_column("valid_corr" if index == 0 else f"objective {index} ({direction})", justify="right")
+    table.add_column("MAE", justify="right")
+    table.add_column("Acc-2", justify="right")
+    table.add_column("F1", justify="right")
+    table.add_column("Acc-7", justify="right")
+    table.add_column("parameters")
+    rows = list(result.best)
+    if result.baseline is not None and result.baseline.number not in {row.number for row in rows}:
+        rows.append(result.baseline)
+    for row in rows:
+        label = f"{row.number} (original)" if row.baseline else str(row.number)
+        values = list(row.values) if row.values else [None] * len(result.directions)
+        metrics = row.metrics
+        params = ", ".join(f"{name}={_short(value)}" for name, value in sorted(row.params.items()))
+        table.add_row(
+            label,
+            *[_number(value) for value in values],
+            _number(metrics.get("mae"), signed=False),
+            _share(metrics.get("acc2_nonzero")),
+            _share(metrics.get("f1_nonzero")),
+            _share(metrics.get("acc7")),
+            params,
+        )
+    if result.importances:
+        ranked = ", ".join(f"{name} {value:.2f}" for name, value in result.importances.items())
+        table.caption = f"parameter importances: {ranked}"
+    return table
+
+
+def _number(value, *, signed: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100.0 * value:.1f}%"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` command to the top-level app."""
+    app.command("report")(report)

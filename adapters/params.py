@@ -106,8 +106,7 @@ def _optional_path(owner: str, key: str, value: Any) -> Path | None:
     raise ConfigError(f"{owner}.{key} must be a file path or null, got {_describe(value)}")
 
 
-def _validate(instance: Any, checks: Mapping[str, Callable[[str, str, Any], Any]]) -> None:
-    owner = type(instance).__name__
+def _validate(instance: Any, owner: str, checks: Mapping[str, Callable[[str, str, Any], Any]]) -> None:
     for key, check in checks.items():
         # Frozen dataclass: normalised values (int -> float, list -> tuple) go in via object.__setattr__.
         object.__setattr__(instance, key, check(owner, key, getattr(instance, key)))
@@ -198,7 +197,7 @@ class TrainConfig:
     modalities: tuple[str, ...] = MODALITIES
 
     def __post_init__(self) -> None:
-        _validate(self, _TRAIN_CHECKS)
+        _validate(self, "train", _TRAIN_CHECKS)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
@@ -277,7 +276,7 @@ class SourceModelConfig:
     torchscript: Path | None = None
 
     def __post_init__(self) -> None:
-        _validate(self, _SOURCE_CHECKS)
+        _validate(self, "source_model", _SOURCE_CHECKS)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], base_dir: Path | None = None) -> SourceModelConfig:

@@ -12,12 +12,12 @@ adapters are uploaded when a trial is complete, and the store keeps only the top
 so a trial that drops out of the top K must lose its entry. The metadata therefore goes to
 the study's system attributes, which stay writable:
 
-- ``dashboard:artifacts:<trial_id>:<artifact_id>`` holds the artifact metadata under the key
+- ``dashboard:artifacts:<trial_id>:<artifact_id>`` contains the artifact metadata under the key
   optuna-dashboard 0.21 reads for a trial's artifact list and for the download route
   ``/artifacts/<study_id>/<trial_id>/<artifact_id>`` (its own uploads used this key). An
   evicted artifact's value becomes JSON ``null``, which the dashboard skips; its own
   delete button does the same.
-- ``adaptsearch:adapters:<trial_number>`` holds ``{artifact_id, filename, trial_id, value}``
+- ``adaptsearch:adapters:<trial_number>`` contains ``{artifact_id, filename, trial_id, value}``
   for `download_adapters` and the top-K ranking, and ``null`` once evicted.
 
 The files themselves are written and removed through the `ArtifactStore` protocol

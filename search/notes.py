@@ -1,8 +1,8 @@
 """Markdown notes on optuna-dashboard: one per finished trial and one for the study.
 
 optuna-dashboard keeps notes in the study's system attributes, which Optuna lets anyone
-update at any time, so a note can be written after a trial has been told (COMPLETE, PRUNED
-or FAIL). `optuna_dashboard.save_note` takes a live `optuna.Trial`; the runner usually only
+update at any time, so a note can be written after ``study.tell`` has finished a trial (COMPLETE,
+PRUNED or FAIL). `optuna_dashboard.save_note` takes a live `optuna.Trial`; the runner usually only
 has the study and a trial number after ``tell``, so `write_trial_note` accepts a trial
 number, a `FrozenTrial` or a live trial.
 """
@@ -88,7 +88,7 @@ def write_trial_note(
     study : optuna.Study
     trial : int, FrozenTrial or optuna.Trial
         Trial number or trial object; the attributes are read from the storage, so call this
-        after the trial was told.
+        after ``study.tell``.
     epochs : int or None
         Planned epochs, shown beside a pruned trial's last epoch.
 

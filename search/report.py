@@ -67,7 +67,7 @@ class TrialSummary:
 
 @dataclass
 class Report:
-    """What `build_report` found and wrote."""
+    """Summary of a written report: files, trial counts, best trials, importances, notes."""
 
     study_name: str
     directions: tuple[str, ...]
@@ -100,7 +100,7 @@ def build_report(study: optuna.Study, out_dir: str | Path, *, top: int = 10) -> 
     Raises
     ------
     StudyError
-        If the study holds no finished (COMPLETE or PRUNED) trial.
+        If the study contains no finished (COMPLETE or PRUNED) trial.
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be an integer >= 1, got {top!r}")

@@ -123,7 +123,8 @@ def test_dashboard_lists_and_serves(setup):
     assert status.startswith("200")
     listed = {trial["number"]: trial["artifacts"] for trial in json.loads(raw)["trials"]}
     # Evicted trials lose their listing; kept trials show one file each.
-    assert listed[0] == [] and listed[1] == []
+    assert listed[0] == []
+    assert listed[1] == []
     assert [meta["filename"] for meta in listed[3]] == ["trial-3-adapters.pt"]
 
     meta = listed[3][0]

@@ -47,10 +47,11 @@ def _summary_table(result) -> Table:
     for index, direction in enumerate(result.directions):
         table.add_column("valid_corr" if index == 0 else f"objective {index} ({direction})", justify="right")
     table.add_column("MAE", justify="right")
-    table.add_column("Acc-2", justify="right")
-    table.add_column("F1", justify="right")
+    table.add_column("Acc-2 non-zero", justify="right")
+    table.add_column("F1 non-zero", justify="right")
     table.add_column("Acc-7", justify="right")
     table.add_column("parameters")
+
     rows = list(result.best)
     if result.baseline is not None and result.baseline.number not in {row.number for row in rows}:
         rows.append(result.baseline)
@@ -68,6 +69,7 @@ def _summary_table(result) -> Table:
             _share(metrics.get("acc7")),
             params,
         )
+
     if result.importances:
         ranked = ", ".join(f"{name} {value:.2f}" for name, value in result.importances.items())
         table.caption = f"parameter importances: {ranked}"

@@ -104,7 +104,9 @@ def test_report_command(single, tmp_path):
     def main() -> None:
         """Keep `report` as a named subcommand."""
 
-    result = CliRunner().invoke(app, ["report", "--study", "hand", "--storage", url, "--out", str(tmp_path / "cli")])
+    result = CliRunner().invoke(
+        app, ["report", "--study", "hand", "--storage", url, "--out", str(tmp_path / "cli")], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert "best trial" in result.output
     assert "0 (original)" in result.output

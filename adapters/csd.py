@@ -219,6 +219,8 @@ def pool_csd_dataset(config: DatasetConfig) -> SegmentTable:
         ``splits`` is None; `adapters.prepare` assigns them from the split config.
     """
     labels, total, nan_rows = read_labels(config.path_of(config.labels), config.roots.get("labels"), config.label_column)
+    if not labels:
+        raise DataError(f"{config.path_of(config.labels)}: the label file contains no videos; it is empty")
     videos_sorted = sorted(labels)
     counts = np.array([len(labels[v].values) for v in videos_sorted], dtype=np.int64)
     ids = np.array([f"{v}[{k}]" for v in videos_sorted for k in labels[v].rows], dtype=str)
@@ -245,6 +247,12 @@ def pool_csd_dataset(config: DatasetConfig) -> SegmentTable:
             in_file = set(csd.data.keys())
             missing = [v for v in videos_sorted if v not in in_file]
             unlabelled = sorted(in_file - set(labels))
+            if videos_sorted and len(missing) == len(videos_sorted):
+                raise DataError(
+                    f"{csd.path}: none of the {len(videos_sorted)} labelled videos is in this {modality} file "
+                    f"(labels name e.g. {videos_sorted[0]!r}, the file holds e.g. {sorted(in_file)[0]!r}); "
+                    "the video ids must match those of the label file"
+                )
             if missing:
                 logger.warning(
                     "%s: %d labelled videos are missing from the %s file: %s",

@@ -172,9 +172,10 @@ def train_adapters(
         Target splits concatenated into the training rows.
     eval_split : str
         Target split evaluated after each epoch.
-    keep : {"best", "last"}
-        Restore the epoch with the best evaluation correlation (`Metrics.score`), or keep the
-        last epoch (use when the evaluation split is part of the training rows).
+    keep : {"best", "last", "min-loss"}
+        Restore the epoch with the best evaluation correlation (`Metrics.score`); keep the last
+        epoch (use when the evaluation split is part of the training rows); or restore the
+        epoch with the lowest training loss, as the original script did.
     callback : callable, optional
         Called with each `EpochRecord`; an exception it raises propagates unchanged.
     cache_dir : Path, optional
@@ -184,8 +185,8 @@ def train_adapters(
     -------
     TrainResult
     """
-    if keep not in ("best", "last"):
-        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
+    if keep not in ("best", "last", "min-loss"):
+        raise ConfigError(f"keep must be 'best', 'last' or 'min-loss', got {keep!r}")
     _check_inputs(source_model, source_data, target_data, config)
     modalities = tuple(config.modalities)
     train_x, train_y = _split_tensors(target_data, train_splits, modalities)
@@ -213,6 +214,7 @@ def train_adapters(
         )
         history: list[EpochRecord] = []
         best_score, best_epoch, best_state = -float("inf"), 0, None
+        lowest_loss = float("inf")
 
         for epoch in range(1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
@@ -225,8 +227,12 @@ def train_adapters(
             predictions, _ = evaluate(adapters, source_model, eval_x)
             record = EpochRecord(epoch, losses, task_loss, lr, compute_metrics(predictions, eval_labels))
             history.append(record)
-            if keep == "last" or record.metrics.score > best_score:
-                best_score, best_epoch = record.metrics.score, epoch
+            if keep == "min-loss":
+                improved = total_loss < lowest_loss
+            else:
+                improved = keep == "last" or record.metrics.score > best_score
+            if improved:
+                best_score, lowest_loss, best_epoch = record.metrics.score, total_loss, epoch
                 best_state = copy.deepcopy(adapters.state_dict())
             logger.debug("epoch %d: loss %.5f, %s r=%s", epoch, total_loss, eval_split, record.metrics.corr)
 

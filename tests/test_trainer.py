@@ -97,6 +97,16 @@ def test_keep_last_epoch(world):
     assert result.best_epoch == 3
 
 
+def test_keep_min_loss_epoch(world):
+    model, source, target, cache = world
+    config = _config(epochs=5, objective="moments")
+
+    result = train_adapters(model, source, target, config, keep="min-loss", cache_dir=cache)
+
+    totals = [config.align_weight * sum(record.losses.values()) for record in result.history]
+    assert result.best_epoch == totals.index(min(totals)) + 1
+
+
 def test_callback_exception_propagates(world):
     model, source, target, cache = world
 

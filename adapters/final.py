@@ -1,6 +1,6 @@
 """Final retraining: train adapters with exported parameters and evaluate once on the target test split.
 
-This is the only code that reads the target test split. A run folder holds everything needed
+This is the only code that reads the target test split. A run folder contains everything needed
 to reuse or audit the result: the adapter weights and their shapes, the parameters, the
 metrics, the diagnostics and the per-epoch history. The same parameters are also trained
 with `ORIGINAL_SETTINGS` (the original script's objective and optimiser, with the run's

@@ -93,7 +93,7 @@ class SinkhornObjective(_PrototypeObjective):
 
     The cost matrix (squared distances) is divided by its mean, so ``sinkhorn_reg`` is
     relative to the typical cost and means the same for every width and feature scale. The
-    loss is ``sum(plan * cost) / d`` with the plan held fixed: by the envelope theorem the
+    loss is ``sum(plan * cost) / d`` with the plan held fixed. By the envelope theorem the
     gradient of the entropic OT cost with respect to the cost matrix is the optimal plan, so
     this gives the OT gradient without backpropagating through the Sinkhorn iterations.
 
@@ -159,8 +159,8 @@ class MomentsObjective(AlignmentObjective):
     """Squared distance of the batch mean and covariance to the source statistics.
 
     Loss ``mean((m_b - m_s)^2) + ||C_b - C_s||_F^2 / d`` for batch mean ``m_b``, batch
-    covariance ``C_b`` (unbiased) and source statistics ``m_s``, ``C_s``; a batch of one row
-    has no covariance and contributes only the mean term.
+    covariance ``C_b`` (unbiased) and source statistics ``m_s``, ``C_s``. A batch of one row
+    has no covariance, so it contributes only the mean term.
     """
 
     name = "moments"

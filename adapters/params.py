@@ -1,6 +1,6 @@
 """Typed, validated configurations of a training run and their YAML form.
 
-`TrainConfig` holds everything that shapes adapter training (the searched hyperparameters
+`TrainConfig` contains everything that shapes adapter training (the searched hyperparameters
 and the fixed ones), `SourceModelConfig` the frozen source model, and `RunParams` a whole
 run: both datasets, the source model, the training config and free-form ``meta`` written by
 the search's export. Every value is checked when the object is built; an invalid one raises

@@ -1,8 +1,8 @@
 """Adapter training: one optimiser over all per-modality adapters, behind a frozen source model.
 
-Each step adapts a shuffled batch of target rows, adds up the per-modality alignment losses
-and, when part of the target training labels is in use, the task loss of the frozen source
-model's predictions on a batch of labelled rows. After each epoch the adapters are evaluated
+Each step adapts a shuffled batch of target rows and adds up the per-modality alignment
+losses. When some target training labels are in use, it adds the task loss of the frozen
+source model's predictions on a batch of labelled rows. After each epoch the adapters are evaluated
 on the evaluation split with one batched forward pass, the epoch is recorded, and the
 callback is called (the search reports to Optuna there and may raise to prune). The best
 epoch by evaluation correlation is restored at the end.

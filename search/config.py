@@ -33,7 +33,7 @@ _KEYS = ("source", "target", "source_model", "fixed", "space", "pruner")
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything a study holds constant across its trials, plus the space it samples."""
+    """Settings that stay constant across a study's trials, plus the space it samples."""
 
     source: DatasetConfig
     target: DatasetConfig

@@ -43,7 +43,7 @@ def load_study(study_name: str, storage_url: str) -> optuna.Study:
     Raises
     ------
     StudyError
-        If the URL is invalid, the database is missing or holds no study of that name.
+        If the URL is invalid, the database is missing or contains no study of that name.
     """
     storage = open_storage(storage_url, create=False, heartbeat_interval=None)
     check_study_exists(storage, study_name, storage_url)

@@ -83,6 +83,9 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         self.current_trial_id = trial._trial_id
         context = self.context
+        # The original-settings trial is never pruned, so that the study keeps the full result
+        # of the settings the search starts from. It still reports every epoch.
+        may_prune = trial.user_attrs.get(ORIGIN_ATTR) != ORIGINAL_SETTINGS_ORIGIN
         train_config = self.config.train_config(self.config.space.suggest(trial))
         trial.set_user_attr(TRAIN_CONFIG_ATTR, jsonable(train_config.to_dict()))
 
@@ -94,7 +97,7 @@ class Objective:
         # pruning compares the same epochs across trials.
         for offset in range(train_config.seeds):
             seed_config = train_config.replace(seed=train_config.seed + offset)
-            callback = self._make_callback(trial, seed_config, history) if offset == 0 else None
+            callback = self._make_callback(trial, seed_config, history, may_prune) if offset == 0 else None
             try:
                 result = train_adapters(
                     context.source_model,
@@ -117,7 +120,9 @@ class Objective:
         self._store_result(trial, results, history, value, time.perf_counter() - started)
         return value
 
-    def _make_callback(self, trial: optuna.Trial, config: TrainConfig, history: list) -> Callable[[EpochRecord], None]:
+    def _make_callback(
+        self, trial: optuna.Trial, config: TrainConfig, history: list, may_prune: bool
+    ) -> Callable[[EpochRecord], None]:
         def report(record: EpochRecord) -> None:
             score = _finite_score(record.metrics.score)
             history.append(
@@ -132,7 +137,7 @@ class Objective:
             trial.report(score, record.epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, record, config.epochs)
-            if trial.should_prune():
+            if may_prune and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch} with {METRIC_NAME} {score:.4f}")
 
         return report
@@ -149,7 +154,7 @@ class Objective:
             trial.set_user_attr("seed_scores", [_finite_score(result.metrics.score) for result in results])
         reasons = sorted({result.metrics.corr_reason for result in results if result.metrics.corr is None})
         if reasons:
-            # Metrics.score is -1.0 for an undefined correlation; the reason says why.
+            # Metrics.score is -1.0 for an undefined correlation, and this attribute stores why.
             trial.set_user_attr(DEGENERATE_ATTR, "; ".join(str(reason) for reason in reasons))
         logger.debug("trial %d: %s %.4f at epoch %d", trial.number, METRIC_NAME, value, first.best_epoch)
 

@@ -2,8 +2,8 @@
 
 On a terminal, two bars show the study's finished trials (with the best value so far and
 the pruned count) and the epochs of the running trial. When the output is not a terminal
-(a log file, CI), Rich draws no live bars and prints the bars once when the run stops; the
-log line that `search.study` writes for each finished trial is the running record there.
+(a log file, CI), Rich draws no live bars and prints the bars once when the run stops. There
+the log line that `search.study` writes for each finished trial is the running record.
 """
 
 from __future__ import annotations

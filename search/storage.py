@@ -83,8 +83,8 @@ def open_storage(
     For SQLite, the connection waits up to ``SQLITE_BUSY_TIMEOUT_S`` for locks and the
     database uses write-ahead logging, so that readers (the dashboard) and several writers
     (``--jobs``) do not fail with "database is locked". Every RDB storage records a
-    heartbeat of running trials; a trial whose worker died is failed `grace_period` seconds
-    (default twice `heartbeat_interval`) after its last heartbeat and handed to
+    heartbeat of running trials. A trial whose worker died is failed `grace_period` seconds
+    (default twice `heartbeat_interval`) after its last heartbeat, and then passed to
     `stale_trial_callback`.
 
     Parameters

@@ -4,8 +4,8 @@
 COMPLETE or PRUNED. FAIL trials (an interrupted trial, a worker that died) do not count, so a
 rerun of an interrupted search runs exactly the remainder, and workers started with
 ``jobs > 1`` share the same count. Before each new trial a worker counts the finished trials
-and the trials other workers are running; it starts a trial only while both together stay
-below N, and waits while only running trials stand between the study and N.
+and the trials other workers are running. It starts a trial only while both together stay
+below N. While only running trials stand between the study and N, it waits.
 
 The study stores its config, its search space and the fingerprints of the prepared data as
 study user attributes. Resuming on other data, with another space, other fixed settings or
@@ -164,8 +164,9 @@ def run_study(
     reporter: Reporter | None = None,
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S,
     grace_period: int | None = None,
+    threads: int | None = None,
 ) -> RunSummary:
-    """Run or resume a study until it holds `trials` finished (COMPLETE or PRUNED) trials.
+    """Run or resume a study until it contains `trials` finished (COMPLETE or PRUNED) trials.
 
     Parameters
     ----------
@@ -179,7 +180,10 @@ def run_study(
     seed : int or None
         Sampler seed; each worker and each resumed run derives its own seed from it.
     jobs : int
-        Worker processes. With more than one, each worker gets ``cpu_count // jobs`` torch threads.
+        Worker processes; with 1, trials run in this process.
+    threads : int or None
+        Torch threads per worker. None leaves this process's setting alone when ``jobs == 1``
+        and gives each of several workers ``cpu_count // jobs``.
     studies_dir : path
         Folder of caches (``studies_dir/cache``) and the demo world.
     reporter : Reporter or None
@@ -197,6 +201,8 @@ def run_study(
         raise ConfigError(f"trials must be an integer >= 1, got {trials!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
     reporter = reporter or Reporter()
@@ -211,6 +217,10 @@ def run_study(
         grace_period=grace_period,
     )
     started = time.monotonic()
+    if jobs == 1 and threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     # The data and the source model are prepared here once; workers then load them from the cache.
     objective = Objective(config, options.studies_dir / "cache", on_epoch=_epoch_hook(reporter))
@@ -226,7 +236,7 @@ def run_study(
         if jobs == 1:
             interrupted = _work(study, objective, options, reporter, deadline=_deadline(options, started))
         else:
-            interrupted = _run_workers(study, options, jobs, reporter, deadline=_deadline(options, started))
+            interrupted = _run_workers(study, options, jobs, threads, reporter, deadline=_deadline(options, started))
     finally:
         reporter.close()
 
@@ -277,7 +287,7 @@ def check_or_store_study_attrs(study: optuna.Study, config: StudyConfig, fingerp
     Raises
     ------
     StudyError
-        If the study holds trials and was created by something else, or with other data,
+        If the study contains trials and was created by something else, or with other data,
         another search space, other fixed settings or another source model.
     """
     stored = study.user_attrs.get(STUDY_ATTR)
@@ -291,7 +301,7 @@ def check_or_store_study_attrs(study: optuna.Study, config: StudyConfig, fingerp
     if stored is None:
         if study.get_trials(deepcopy=False):
             raise StudyError(
-                f"study {study.study_name!r} holds trials but was not created by adaptsearch; "
+                f"study {study.study_name!r} contains trials but was not created by adaptsearch; "
                 "pass --study NEW to start a new study"
             )
         study.set_user_attr(STUDY_ATTR, current)
@@ -360,7 +370,7 @@ def enqueue_original_settings(study: optuna.Study, config: StudyConfig) -> None:
 def _work(
     study: optuna.Study, objective: Objective, options: RunOptions, reporter: Reporter, *, deadline: float | None
 ) -> bool:
-    """Run trials one at a time until the study holds enough finished trials; True if interrupted."""
+    """Run trials one at a time until the study contains enough finished trials; True if interrupted."""
     callbacks = [_progress_callback(reporter)]
     try:
         while True:
@@ -389,8 +399,8 @@ def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:
         return
     trial = study._storage.get_trial(trial_id)
     if trial.state == TrialState.RUNNING:
-        # Optuna fails a trial interrupted inside the objective itself; this covers a Ctrl-C
-        # that arrived while the trial was being created or told.
+        # Optuna fails a trial interrupted inside the objective itself. This branch covers a
+        # Ctrl-C that arrived inside study.ask or study.tell.
         study.tell(trial.number, state=TrialState.FAIL)
         trial = study._storage.get_trial(trial_id)
     if trial.state != TrialState.FAIL or trial.user_attrs.get(RETRY_OF_ATTR) is not None:
@@ -462,11 +472,14 @@ def summarize(study: optuna.Study, options: RunOptions, wall_seconds: float, *, 
 # --- parallel workers ---------------------------------------------------------------------
 
 
-def _run_workers(study: optuna.Study, options: RunOptions, jobs: int, reporter: Reporter, *, deadline: float | None) -> bool:
+def _run_workers(
+    study: optuna.Study, options: RunOptions, jobs: int, threads: int | None, reporter: Reporter, *, deadline: float | None
+) -> bool:
     """Start `jobs` worker processes and show their progress by polling the storage."""
     if options.storage == "memory":
         raise ConfigError("jobs > 1 needs a database storage that worker processes share; pass --storage sqlite:///...")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
     worker_options = dataclasses.replace(options, timeout=remaining)
     context = multiprocessing.get_context("spawn")

@@ -38,7 +38,7 @@ def test_run_three_trials(finished_study):
     folder, _, storage, result = finished_study
     study = optuna.load_study(study_name="adaptsearch", storage=storage)
 
-    # The study holds exactly three finished trials.
+    # The study contains exactly three finished trials.
     assert len(study.trials) == 3
     assert all(trial.state.is_finished() for trial in study.trials)
     # The closing table names the original-settings row and the counts.
@@ -108,7 +108,7 @@ def test_best_errors(finished_study, args, pattern):
 
     result = runner.invoke(app, ["best", "--storage", storage, "--export", "/tmp/unused-params.yaml", *args])
 
-    # A missing study or trial is a StudyError that says what to pass instead.
+    # A missing study or trial is a StudyError that names what to pass instead.
     assert isinstance(result.exception, StudyError)
     assert re.search(pattern, str(result.exception)), str(result.exception)
 

@@ -89,7 +89,7 @@ def test_resume_reaches_exactly_n(config, studies_dir, tmp_path):
     # Rerunning with --trials 4 runs the remaining 2, not 4 more.
     assert second.new_trials == 2
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 4
-    # A rerun of a study that already holds N finished trials runs none.
+    # A rerun of a study that already contains N finished trials runs none.
     assert third.new_trials == 0
     assert len(states) == 4
 
@@ -102,7 +102,7 @@ def test_resume_on_other_data_rejected(config, studies_dir, tmp_path, tmp_path_f
     other_world = write_demo_world(tmp_path_factory.mktemp("other-world"), size="tiny", seed=1)
     other = StudyConfig.from_file(write_study_config(tmp_path / "other", other_world))
 
-    # Resuming on data with another fingerprint raises and says how to start a new study.
+    # Resuming on data with another fingerprint raises and explains how to start a new study.
     with pytest.raises(StudyError, match=r"other source data.*--study NEW"):
         _run(other, storage, studies_dir, trials=2)
     # The rejected run added no trial.
@@ -174,3 +174,37 @@ def test_ctrl_c_leaves_no_running_trial(config, studies_dir, tmp_path, monkeypat
     assert rerun.counts.finished == 3
     assert rerun.baseline_state == "COMPLETE"
     assert _load(storage).trials[1].params == trials[0].params
+
+
+def test_pruning_in_objective_spares_original(tiny_world, studies_dir, tmp_path):
+    # A threshold of 1.0 fails every epoch, so every trial that may be pruned is pruned at epoch 1.
+    pruning = StudyConfig.from_file(
+        write_study_config(tmp_path / "cfg", tiny_world, pruner={"threshold": 1.0, "warmup_epochs": 1})
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    summary = _run(pruning, storage, studies_dir, trials=3)
+
+    trials = _load(storage).trials
+    # The original-settings trial runs to the end despite the threshold.
+    assert trials[0].state == TrialState.COMPLETE
+    assert len(trials[0].intermediate_values) == 4
+    # The other trials are pruned at epoch 1 with the rule and the reason stored.
+    assert [trial.state for trial in trials[1:]] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert trials[1].user_attrs["pruned_rule"] == "threshold"
+    assert "epoch 1" in trials[1].user_attrs["pruned_reason"]
+    assert len(trials[1].user_attrs["history"]) == 1
+    # Pruned trials count towards the requested total.
+    assert summary.counts.finished == 3
+
+
+def test_parallel_workers_share_count(config, studies_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    summary = _run(config, storage, studies_dir, trials=4, jobs=2, threads=1)
+
+    states = [trial.state for trial in _load(storage).trials]
+    # Two worker processes together stop at exactly 4 finished trials.
+    assert summary.counts.finished == 4
+    assert len(states) == 4
+    assert not summary.interrupted

@@ -72,7 +72,17 @@ def run(
         typer.Option(
             "--jobs",
             min=1,
-            help="Worker processes sharing the study; CPU threads are divided between them.",
+            help="Worker processes sharing the study, each with --threads torch threads.",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch threads per worker. Adapter batches are small, so one thread per "
+            "worker and --jobs for more cores is usually fastest.",
             rich_help_panel=_SEARCH,
         ),
     ] = 1,
@@ -97,7 +107,7 @@ def run(
         ),
     ] = DEFAULT_HEARTBEAT_INTERVAL_S,
 ) -> None:
-    """Run or resume a hyperparameter search until the study holds --trials finished trials."""
+    """Run or resume a hyperparameter search until the study contains --trials finished trials."""
     from search.progress import RichReporter, summary_table
     from search.study import resolve_config, run_study
 
@@ -115,6 +125,7 @@ def run(
             studies_dir=studies_dir,
             reporter=RichReporter(console),
             heartbeat_interval=heartbeat_interval,
+            threads=threads,
         )
     except KeyboardInterrupt:
         # Interrupted before the first trial (while preparing data or opening the study).

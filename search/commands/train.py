@@ -65,7 +65,7 @@ def train(
             help="Also train the original script's settings on the same data and show them beside the result.",
         ),
     ] = True,
-    studies: Annotated[Path, typer.Option("--studies", help="Studies folder; its cache/ holds prepared data and models.")] = Path(
+    studies: Annotated[Path, typer.Option("--studies", help="Studies folder; prepared data, source models and prototypes are cached in its cache/ folder.")] = Path(
         "studies"
     ),
 ) -> None:

@@ -169,6 +169,7 @@ class MomentsObjective(AlignmentObjective):
     def __init__(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
         self.mean = mean
         self.covariance = covariance
+        self.covariance_norm = covariance.double().pow(2).sum().item()
 
     @classmethod
     def from_source(cls, features, *, modality, config, fingerprint, cache_dir):
@@ -186,9 +187,13 @@ class MomentsObjective(AlignmentObjective):
         width = adapted.shape[1]
         loss = (adapted.mean(dim=0) - self.mean).pow(2).mean()
         if adapted.shape[0] > 1:
+            # ||C_b - C_s||^2 = ||C_b||^2 - 2 <C_b, C_s> + ||C_s||^2 with C_b = X^T X / (b - 1), where
+            # ||X^T X||^2 = ||X X^T||^2 uses the (b, b) Gram matrix, so no (d, d) matrix enters autograd.
             centred = adapted - adapted.mean(dim=0, keepdim=True)
-            covariance = centred.T @ centred / (adapted.shape[0] - 1)
-            loss = loss + (covariance - self.covariance).pow(2).sum() / width
+            scale = 1.0 / (adapted.shape[0] - 1)
+            batch_norm = (centred @ centred.T).pow(2).sum() * scale**2
+            cross = ((centred @ self.covariance) * centred).sum() * scale
+            loss = loss + (batch_norm - 2.0 * cross + self.covariance_norm) / width
         return loss
 
 

@@ -201,6 +201,37 @@ def write_demo(folder: Path, quick: bool) -> dict:
     return write_demo_world(folder, size="tiny" if quick else "default", seed=0)
 
 
+def default_space(quick: bool, **fixed: Any):
+    """Return the packaged default search space, with `fixed` values replacing sampled ones.
+
+    In quick mode ``epochs`` is fixed to 6 (one more than the pruner's warm-up), so that a
+    trial takes a fraction of a second on the tiny world.
+    """
+    import yaml
+
+    from search.space import PACKAGED_SPACE_FILE, SearchSpace
+
+    mapping = yaml.safe_load(PACKAGED_SPACE_FILE.read_text(encoding="utf-8"))
+    if quick:
+        fixed = {"epochs": 6, **fixed}
+    for name, value in fixed.items():
+        mapping["parameters"][name] = {"fixed": value}
+    return SearchSpace.from_dict(mapping, source="benchmark space")
+
+
+def benchmark_threads(args: argparse.Namespace) -> int:
+    """Set and return torch's threads: ``--threads``, else 1 in quick mode, else all usable cores.
+
+    Quick mode uses one thread because on a machine shared with other processes, several
+    OpenMP threads per process wait on each other and run many times slower.
+    """
+    import torch
+
+    threads = args.threads if getattr(args, "threads", None) is not None else (1 if args.quick else use_all_cores())
+    torch.set_num_threads(threads)
+    return threads
+
+
 def source_model_config(quick: bool):
     """Return the source model config of the benchmarks: the default, or 3 epochs in quick mode."""
     from adapters.params import SourceModelConfig

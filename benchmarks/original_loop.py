@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> dict:
     from adapters.pipeline import prepare_context
 
     _common.quiet_logs()
-    threads = _common.use_all_cores() if args.threads is None else args.threads
-    torch.set_num_threads(threads)
+    threads = _common.benchmark_threads(args)
     epochs = 3 if args.quick else args.epochs
     batch_sizes = (GOAL_BATCH,) if args.quick else BATCH_SIZES
 

@@ -109,8 +109,7 @@ def training_rate(context, batch: int, epochs: int, cache_dir: Path) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     _common.quiet_logs()
-    threads = _common.use_all_cores() if args.threads is None else args.threads
-    torch.set_num_threads(threads)
+    threads = _common.benchmark_threads(args)
     epochs = 3 if args.quick else args.epochs
     batch_sizes = (16, 256) if args.quick else BATCH_SIZES
 

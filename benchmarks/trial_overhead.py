@@ -296,19 +296,15 @@ def _total_row(rows: list[dict]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from adapters import prototypes
     from search.config import StudyConfig
-    from search.space import PACKAGED_SPACE_FILE, load_space
 
     _common.quiet_logs()
-    threads = _common.use_all_cores() if args.threads is None else args.threads
-    import torch
-
-    torch.set_num_threads(threads)
+    threads = _common.benchmark_threads(args)
     trials = 1 if args.quick else args.trials
     with tempfile.TemporaryDirectory(prefix="adaptsearch-trial-overhead-") as folder:
         folder = Path(folder)
         world = _common.write_demo(folder / "world", args.quick)
         config = StudyConfig(
-            source=world["source"], target=world["target"], space=load_space(PACKAGED_SPACE_FILE),
+            source=world["source"], target=world["target"], space=_common.default_space(args.quick),
             source_model=_common.source_model_config(args.quick),
         )
         studies_dir = folder / "studies"

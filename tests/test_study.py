@@ -208,3 +208,15 @@ def test_parallel_workers_share_count(config, studies_dir, tmp_path):
     assert summary.counts.finished == 4
     assert len(states) == 4
     assert not summary.interrupted
+
+
+def test_timeout_starts_no_new_trial(config, studies_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    summary = _run(config, storage, studies_dir, trials=3, timeout=0.001)
+
+    states = [trial.state for trial in _load(storage).trials]
+    # The timeout passed while the data was loaded, so no trial started.
+    assert summary.new_trials == 0
+    # Only the queued original-settings trial is stored, still WAITING for a later run.
+    assert states == [TrialState.WAITING]

@@ -113,6 +113,12 @@ class Objective:
                 trial.set_user_attr("history", history)
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
                 raise
+            except ValueError as error:
+                # TODO: remove once adapters.metrics.compute_metrics reports non-finite
+                # predictions as an undefined correlation instead of raising ValueError.
+                if "NaN or infinite" not in str(error):
+                    raise
+                return self._store_diverged(trial, history, seed_config.seed, error, time.perf_counter() - started)
             results.append(result)
             scores.append(_finite_score(result.metrics.score))
 
@@ -157,6 +163,16 @@ class Objective:
             # Metrics.score is -1.0 for an undefined correlation, and this attribute stores why.
             trial.set_user_attr(DEGENERATE_ATTR, "; ".join(str(reason) for reason in reasons))
         logger.debug("trial %d: %s %.4f at epoch %d", trial.number, METRIC_NAME, value, first.best_epoch)
+
+
+    @staticmethod
+    def _store_diverged(trial: optuna.Trial, history: list, seed: int, error: ValueError, seconds: float) -> float:
+        """Record a run whose predictions became non-finite as degenerate, with score -1.0."""
+        trial.set_user_attr("history", history)
+        trial.set_user_attr("seconds", round(seconds, 3))
+        trial.set_user_attr(DEGENERATE_ATTR, f"training with seed {seed} diverged: {error}")
+        logger.warning("trial %d diverged (%s); its value is -1.0", trial.number, error)
+        return -1.0
 
 
 def _finite_score(score: float | None) -> float:

@@ -220,3 +220,35 @@ def test_timeout_starts_no_new_trial(config, studies_dir, tmp_path):
     assert summary.new_trials == 0
     # Only the queued original-settings trial is stored, still WAITING for a later run.
     assert states == [TrialState.WAITING]
+
+
+def test_diverged_trial_scores_minus_one(config, studies_dir, tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def diverging_train(*args, **kwargs):
+        raise ValueError("predictions or labels contain NaN or infinite values")
+
+    monkeypatch.setattr(search.objective, "train_adapters", diverging_train)
+    _run(config, storage, studies_dir, trials=1)
+
+    trial = _load(storage).trials[0]
+    # A run whose predictions became non-finite completes with the worst score, never NaN.
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == -1.0
+    # The reason is stored with the trial.
+    assert "diverged" in trial.user_attrs["degenerate_reason"]
+
+
+def test_other_errors_stop_the_run(config, studies_dir, tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def broken_train(*args, **kwargs):
+        raise ValueError("shapes do not match")
+
+    monkeypatch.setattr(search.objective, "train_adapters", broken_train)
+
+    # Any other error is a bug or a data problem: it stops the run instead of being skipped.
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _run(config, storage, studies_dir, trials=2)
+    # The trial it happened in is FAIL, not RUNNING.
+    assert _load(storage).trials[0].state == TrialState.FAIL

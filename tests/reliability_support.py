@@ -78,3 +78,37 @@ def trial_census(storage: str, study_name: str = "adaptsearch") -> tuple[Counter
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     return Counter(trial.state.name for trial in trials), trials
+
+
+def wait_for_running_trial(storage: str, process, *, study_name: str = "adaptsearch", timeout: float = 120.0) -> int:
+    """Wait until the study has a RUNNING trial and return its number.
+
+    Fails the calling test when `process` exits first or `timeout` seconds pass.
+    """
+    import time
+
+    import pytest
+    from optuna.trial import TrialState
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from search.storage import sqlite_path
+
+    deadline = time.monotonic() + timeout
+    study = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the search exited with code {process.returncode} before a trial started")
+        database = sqlite_path(storage)
+        if study is None and (database is None or database.is_file()):
+            try:
+                # No table creation, so that the probe never races the worker's own set-up.
+                rdb = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+                study = optuna.load_study(study_name=study_name, storage=rdb)
+            except (KeyError, SQLAlchemyError, optuna.exceptions.StorageInternalError):
+                study = None
+        if study is not None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if running:
+                return running[0].number
+        time.sleep(0.1)
+    pytest.fail(f"no trial was RUNNING within {timeout} s")

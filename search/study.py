@@ -389,7 +389,13 @@ def _work(
             objective.current_trial_id = None
             study.optimize(objective, n_trials=1, callbacks=callbacks, catch=())
     except KeyboardInterrupt:
-        _close_interrupted_trial(study, objective.current_trial_id)
+        # A terminal's Ctrl-C reaches the workers directly and again through the parent of
+        # --jobs workers; a second SIGINT must not cut the clean-up short.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _close_interrupted_trial(study, objective.current_trial_id)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return True
 
 
@@ -522,7 +528,9 @@ def _worker_main(config_dict: dict, options: RunOptions, index: int, threads: in
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format=f"[worker {index}] %(levelname)s %(message)s")
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    # Optuna logs every failed trial with its traceback at WARNING, also one that Ctrl-C ended;
+    # an error that stops a worker is printed when it leaves the process anyway.
+    logging.getLogger("optuna").setLevel(logging.ERROR)
     config = StudyConfig.from_dict(config_dict, base_dir="/")
     objective = Objective(config, options.studies_dir / "cache")
     study = _open_study(options, config, worker=index)

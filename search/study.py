@@ -35,7 +35,7 @@ from adapters.params import ORIGINAL_SETTINGS
 from search import __version__
 from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
-from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, open_storage
+from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url, open_storage
 from search.space import ensure_space_file, load_space
 
 logger = logging.getLogger(__name__)
@@ -205,6 +205,8 @@ def run_study(
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+    # A bad URL fails here, before minutes of data preparation.
+    check_url(storage)
     reporter = reporter or Reporter()
     options = RunOptions(
         study_name=study_name,

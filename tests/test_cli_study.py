@@ -148,3 +148,13 @@ def test_main_prints_one_line(tmp_path, capsys):
         main(["best", "--storage", f"sqlite:///{tmp_path / 'none.db'}"])
     assert exit_info.value.code == StudyError.exit_code
     assert "not found" in capsys.readouterr().err
+
+
+def test_run_bad_storage_before_data(tiny_world, tmp_path):
+    config = write_study_config(tmp_path, tiny_world)
+
+    result = runner.invoke(app, ["run", "--config", str(config), "--storage", "ftp://host/db", "--studies-dir", str(tmp_path)])
+
+    # An unsupported storage URL is rejected before any data is prepared.
+    assert isinstance(result.exception, StudyError)
+    assert not (tmp_path / "cache").exists()

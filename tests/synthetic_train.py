@@ -1,6 +1,6 @@
 """Small synthetic source/target datasets for the training-core tests.
 
-Both datasets share a latent sentiment ``z``; each modality's features are a linear map of
+Both datasets share a latent sentiment ``z``. Each modality's features are a linear map of
 ``z`` plus noise, with different maps and widths in source and target, as with different
 feature extractors.
 """

@@ -60,7 +60,7 @@ def test_original_fails_and_alignment_with_labels_works(demo_context, caplog):
     print(_line("moments + 5% labels", moments))
 
     # Prototype MSE pulls every adapted row toward the prototypes' mean: the adapted features
-    # collapse, the diagnostics say so, and the correlation is noise around zero (between about
+    # collapse, the diagnostics flag it, and the correlation is noise around zero (between about
     # -0.3 and 0.3 from epoch to epoch and seed to seed on this world).
     assert original_own.metrics.corr < 0.3
     assert any("adapted" in warning and "collapsed" in warning for warning in original_own.diagnostics["warnings"])

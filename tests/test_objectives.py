@@ -56,7 +56,7 @@ def test_sinkhorn_small_reg_stays_finite():
     assert torch.isfinite(loss)
 
 
-def test_moments_zero_at_source_statistics_and_batch_of_one():
+def test_moments_values():
     objective = MomentsObjective(torch.zeros(2), torch.eye(2))
     batch = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]]) * (3 / 4) ** 0.5
 

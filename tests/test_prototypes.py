@@ -84,7 +84,8 @@ def test_get_prototypes_key_includes_fingerprint_and_k(tmp_path):
     b = get_prototypes(features, n_clusters=2, fingerprint="a", cache_dir=tmp_path, **base)
     c = get_prototypes(features, n_clusters=3, fingerprint="b", cache_dir=tmp_path, **base)
 
-    assert a.k == 3 and b.k == 2
+    assert a.k == 3
+    assert b.k == 2
     assert c is not a
     assert len(list((tmp_path / "prototypes").glob("*.npz"))) == 3
 

@@ -58,6 +58,7 @@ import yaml
 from adapters import MODALITIES
 from adapters.datasets import SPLIT_NAMES, DatasetConfig, load_dataset_configs
 from adapters.errors import DataError
+from adapters.io import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,9 @@ def write_csd(
         Stored as one-element variable-length string datasets, as the SDK does.
     """
     strings = h5py.string_dtype()
-    with h5py.File(path, "w") as handle:
+    # Written under a temporary name and renamed, so that a search reading an earlier world in
+    # the same folder never opens a half-written file.
+    with atomic_path(path, suffix=".csd") as temporary, h5py.File(temporary, "w") as handle:
         data = handle.create_group(f"{root}/data")
         for video, (features, intervals) in entries.items():
             group = data.create_group(video)
@@ -358,7 +361,7 @@ def _write_dataset(
 
     video_split = dict(zip(plan.videos.tolist(), plan.splits.tolist()))
     folds = {name: sorted(v for v, s in video_split.items() if s == name) for name in SPLIT_NAMES}
-    (folder / "splits.json").write_text(json.dumps(folds, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(folder / "splits.json", json.dumps(folds, indent=1) + "\n")
 
     return {
         "name": "demo-mosei" if is_source else "demo-mosi",
@@ -416,7 +419,7 @@ def write_demo_world(
     for kind, plan in plans.items():
         sections[kind] = _write_dataset(rng, out_dir / kind, kind, plan)
         logger.info("wrote demo %s dataset: %d segments in %s", kind, len(plan.videos), out_dir / kind)
-    (out_dir / "world.yaml").write_text(yaml.safe_dump(sections, sort_keys=False), encoding="utf-8")
+    atomic_write_text(out_dir / "world.yaml", yaml.safe_dump(sections, sort_keys=False))
     return load_dataset_configs(out_dir / "world.yaml")
 
 

@@ -29,6 +29,19 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def _nonfinite(data, modalities) -> dict[str, dict]:
+    """Read the preparation report's non-finite counts per modality (None where it has none)."""
+    report = getattr(data, "report", None) or {}
+    return {
+        modality: {
+            "share": report.get("nonfinite_share", {}).get(modality),
+            "values": report.get("nonfinite_values", {}).get(modality),
+            "replaced_cells": report.get("nonfinite_replaced", {}).get(modality),
+        }
+        for modality in modalities
+    }
+
+
 def diagnose(
     adapted: dict[str, np.ndarray],
     predictions: np.ndarray,
@@ -58,7 +71,9 @@ def diagnose(
         JSON-able: ``features`` per modality (adapted and source mean/std/min/max), ``predictions``
         and ``labels`` summaries, ``sign_agreement`` (share of non-zero labels whose sign the
         prediction matches), ``positive_share`` of predictions and labels, ``nonfinite_share``
-        per modality, ``collapsed`` (prediction std < ``COLLAPSE_RATIO`` x label std) and
+        (share of the target's frame values that were non-finite) per modality, ``nonfinite``
+        (share, count of non-finite frame values and count of pooled cells filled with the train
+        mean, per dataset and modality), ``collapsed`` (prediction std < ``COLLAPSE_RATIO`` x label std) and
         ``warnings`` (sentences).
     """
     predictions = np.asarray(predictions, dtype=np.float64)
@@ -79,9 +94,8 @@ def diagnose(
     )
     collapsed = prediction_summary["std"] < COLLAPSE_RATIO * label_summary["std"]
 
-    report = getattr(target_data, "report", None) or {}
-    nonfinite = report.get("nonfinite_share", {})
-    nonfinite_share = {modality: nonfinite.get(modality) for modality in adapted}
+    nonfinite = {role: _nonfinite(data, adapted) for role, data in (("source", source_data), ("target", target_data))}
+    nonfinite_share = {modality: nonfinite["target"][modality]["share"] for modality in adapted}
 
     warnings_found = []
     if collapsed:
@@ -114,6 +128,7 @@ def diagnose(
             "labels": float(np.mean(labels > 0)),
         },
         "nonfinite_share": nonfinite_share,
+        "nonfinite": nonfinite,
         "collapsed": bool(collapsed),
         "collapse_ratio": COLLAPSE_RATIO,
         "warnings": warnings_found,

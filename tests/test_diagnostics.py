@@ -40,6 +40,8 @@ def test_healthy_run_has_no_warnings(pair):
     assert report["warnings"] == []
     assert report["sign_agreement"] == 1.0
     assert report["nonfinite_share"] == {"visual": 0.0, "audio": 0.0, "text": 0.0}
+    # The synthetic reports carry no counts, so those read as None.
+    assert report["nonfinite"]["source"]["text"] == {"share": 0.0, "values": None, "replaced_cells": None}
 
 
 def test_sign_confusion_reported(pair):

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
         rows_per_epoch = len(context.target_data.splits["train"])
         for batch in batch_sizes:
             config = TrainConfig(batch_size=batch, hidden=HIDDEN, depth=2, epochs=epochs, objective="prototype-mse", seed=0)
-            # Alternate the two loops and drop each one's first epoch (warm-up).
+            # adaptsearch first, then the reference; each drops its first epoch as a warm-up.
             ours = adaptsearch_epoch_times(context, config, folder / "cache")[1:]
             reference = reference_epoch_times(context, config, epochs)[1:]
             ours_s, reference_s = _common.Timing(ours).median, _common.Timing(reference).median
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=8, help="Epochs per loop and batch size; the first is a warm-up.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores, 1 with --quick).")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,10 +1,10 @@
 """Peak memory and read speed of preparing a large .csd file, against reading it raw with h5py.
 
 The benchmark writes one modality file of at least ``--gigabytes`` GB (default 2.0) in the
-CMU Multimodal SDK layout (``/<root>/data/<video>/features`` and ``intervals``), one video at
-a time so that the writer itself stays small, plus a label file (10 segments per video) and a
-split file, all under a temporary folder in /tmp that is deleted afterwards. Then, each in a
-fresh Python process:
+CMU Multimodal SDK layout (``/<root>/data/<video>/features`` and ``intervals``). It writes one
+video at a time, so the writer itself stays small. A label file (10 segments per video) and a
+split file go beside it, all under a temporary folder in /tmp that is deleted afterwards.
+Then, each in a fresh Python process:
 
 * ``prepare``: ``adapters.prepare.prepare_dataset`` builds the prepared cache from the file
   (content hash for the fingerprint, per-video pooling, normalisation, HDF5 write);

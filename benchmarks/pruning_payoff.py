@@ -4,8 +4,8 @@ Both runs call ``search.study.run_study`` with the default space, the same sampl
 the same number of trials on one SQLite file (two study names). The run without pruning
 uses pruner settings that can never fire (threshold -1, which no correlation is below, and
 a median rule that needs more complete trials than the run has). The prepared data and the
-source model are built once beforehand; the prototype cache is emptied before each run so
-that both pay for their own K-means fits.
+source model are built once beforehand. The prototype cache is emptied before each run, so
+both pay for their own K-means fits.
 
 Reported per run: the best MOSI-valid correlation, the adapter epochs executed (reported
 epochs summed over all trials), complete and pruned trial counts, and wall time. The two runs
@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> dict:
 
     _common.quiet_logs()
     threads = _common.benchmark_threads(args)
-    trials = args.trials if args.trials is not None else (2 if args.quick else 100)
+    trials = args.trials
+    if trials is None:
+        trials = 2 if args.quick else 100
 
     with tempfile.TemporaryDirectory(prefix="adaptsearch-pruning-") as folder:
         folder = Path(folder)
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=None, help="Trials per run (default 100, 3 with --quick).")
     parser.add_argument("--seed", type=int, default=0, help="Sampler seed of both runs.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores, 1 with --quick).")
 
 
 def main(argv: list[str] | None = None) -> dict:

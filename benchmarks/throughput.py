@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=12, help="Epochs per batch size; the first is a warm-up.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores, 1 with --quick).")
 
 
 def main(argv: list[str] | None = None) -> dict:

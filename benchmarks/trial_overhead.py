@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=12, help="Trials to run and break down.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores, 1 with --quick).")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,9 +1,9 @@
 """Trials per minute with one and with two worker processes sharing a SQLite study.
 
 Each configuration runs ``search.study.run_study(jobs=N)`` on the demo world into its own
-SQLite file. With ``jobs=1`` the trials run in the calling process with all usable cores as
-torch threads; with ``jobs=2`` run_study starts two spawned worker processes with
-``cpu_count // 2`` torch threads each. To make the two configurations do the same work, the
+SQLite file. With ``jobs=1`` the trials run in the calling process with ``--threads`` torch
+threads (default: all usable cores). With ``jobs=2`` run_study starts two spawned worker
+processes with ``cpu_count // 2`` torch threads each. To make the two configurations do the same work, the
 space fixes every setting that changes a trial's cost (epochs, batch size, hidden width,
 objective, cluster count) and samples only the learning rate and weight decay; pruning is
 off. The prepared data and the source model are built beforehand, so the workers load them
@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks import _common
 
 NAME = "workers"
-# Settings that fix a trial's cost; lr and weight_decay stay sampled.
+# Settings that fix a trial's cost. Only lr and weight_decay stay sampled.
 FIXED_COST = {
     "epochs": 20,
     "batch_size": 32,
@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> dict:
 
     _common.quiet_logs()
     threads = _common.benchmark_threads(args)
-    trials = args.trials if args.trials is not None else (2 if args.quick else 12)
+    trials = args.trials
+    if trials is None:
+        trials = 2 if args.quick else 12
     fixed = {**FIXED_COST, "epochs": 3} if args.quick else FIXED_COST
     space = _common.default_space(False, **fixed)
 

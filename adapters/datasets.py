@@ -276,6 +276,19 @@ class DatasetConfig:
         return out
 
 
+def yaml_error_line(error: yaml.YAMLError) -> str:
+    """Return a YAML parse error as one line: the problem and where it is.
+
+    PyYAML's own message spans several lines (the context, a copy of the line and a caret),
+    which would break the CLI's one-line error.
+    """
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return problem
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
 def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
     """Read dataset sections from a YAML file.
 
@@ -293,8 +306,13 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"dataset file {path} not found; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read dataset file {path}: {reason}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"dataset file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"dataset file {path} is not valid YAML: {yaml_error_line(error)}") from None
     if not isinstance(document, Mapping):
         raise ConfigError(f"dataset file {path} must hold a mapping, got {type(document).__name__}")
     base_dir = path.resolve().parent

@@ -408,7 +408,11 @@ def write_demo_world(
     if size not in ("default", "tiny"):
         raise DataError(f"size must be 'default' or 'tiny', got {size!r}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "a file of that name exists" if out_dir.exists() else error.strerror
+        raise DataError(f"cannot create the demo folder {out_dir}: {reason}; pass a folder that can be created") from None
     rng = np.random.default_rng(seed)
     # Both tables are read before anything is written, so a bad table fails fast.
     plans = {

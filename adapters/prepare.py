@@ -175,6 +175,11 @@ def prepare_dataset(config: DatasetConfig, cache_dir: str | Path) -> PreparedDat
         train mean; the message gives the counts per modality.
     """
     digest = fingerprint(config)
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "a file of that name exists" if Path(cache_dir).exists() else error.strerror
+        raise DataError(f"cannot create the cache folder {cache_dir}: {reason}; pass a writable cache folder") from None
     path = Path(cache_dir) / f"{config.name}-{digest[:16]}.h5"
     if path.is_file():
         try:

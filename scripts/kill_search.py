@@ -179,7 +179,8 @@ def kill_loop(args: argparse.Namespace, workers: Workers, storage: str, deadline
         if not workers.live:
             # Every worker finished: the study reached its trial count before all kills were sent.
             break
-        victim = rng.choice(workers.live)
+        # The oldest worker is past its start-up and most likely inside a trial.
+        victim = workers.live[0] if mid_trial else rng.choice(workers.live)
         running = probe.running()
         victim.send_signal(signal.SIGKILL)
         victim.wait()

@@ -15,6 +15,10 @@ norm, dropout 0.1) on the same demo-world MOSI-size rows toward the same K-means
 with the same batch size. adaptsearch's loop is `adapters.trainer.train_adapters`, of which
 only the training pass (``_run_epoch``) is timed, so neither side includes evaluation.
 
+"matmuls alone" is the epoch's matmul FLOPs (see ``benchmarks.throughput``) divided by the
+measured matmul rate of the same shapes: no loop can train an epoch faster, so the reference
+epoch time divided by it bounds the speed-up any loop can reach over the reference.
+
 Run: ``python -m benchmarks.original_loop [--quick]``.
 """
 
@@ -29,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from benchmarks import _common
+from benchmarks import _common, throughput
 
 NAME = "original_loop"
 BATCH_SIZES = (16, 32, 128, 256)
@@ -150,12 +154,21 @@ def run(args: argparse.Namespace) -> dict:
             world["source"], world["target"], _common.source_model_config(args.quick), folder / "cache"
         )
         rows_per_epoch = len(context.target_data.splits["train"])
+        shapes = throughput.layer_shapes(
+            {m: context.target_data.widths[m] for m in context.modalities},
+            {m: context.source_data.widths[m] for m in context.modalities},
+            HIDDEN,
+        )
+        epoch_flops = 3 * throughput.forward_flops_per_row(shapes) * rows_per_epoch
         for batch in batch_sizes:
             config = TrainConfig(batch_size=batch, hidden=HIDDEN, depth=2, epochs=epochs, objective="prototype-mse", seed=0)
             # adaptsearch first, then the reference; each drops its first epoch as a warm-up.
             ours = adaptsearch_epoch_times(context, config, folder / "cache")[1:]
             reference = reference_epoch_times(context, config, epochs)[1:]
             ours_s, reference_s = _common.Timing(ours).median, _common.Timing(reference).median
+            # An epoch can take no less than its matmuls alone, which bounds any loop's speed-up.
+            matmul = throughput.matmul_rate(shapes, batch, min_seconds=0.02 if args.quick else 0.3, repeats=3 if args.quick else 5)
+            matmul_only_s = epoch_flops / (matmul["gflops"] * 1e9)
             rows.append(
                 {
                     "batch": batch,
@@ -164,6 +177,8 @@ def run(args: argparse.Namespace) -> dict:
                     "speedup": reference_s / ours_s,
                     "reference_rows_per_s": rows_per_epoch / reference_s,
                     "adaptsearch_rows_per_s": rows_per_epoch / ours_s,
+                    "matmul_only_epoch_ms": matmul_only_s * 1e3,
+                    "speedup_bound": reference_s / matmul_only_s,
                     "reference_runs_s": reference,
                     "adaptsearch_runs_s": ours,
                 }
@@ -193,6 +208,8 @@ def run(args: argparse.Namespace) -> dict:
         ("reference_epoch_ms", "reference epoch ms", ".1f"),
         ("adaptsearch_epoch_ms", "adaptsearch epoch ms", ".1f"),
         ("speedup", "speed-up", ".2f"),
+        ("matmul_only_epoch_ms", "matmuls alone ms", ".1f"),
+        ("speedup_bound", "speed-up bound", ".2f"),
         ("reference_rows_per_s", "reference rows/s", ".0f"),
         ("adaptsearch_rows_per_s", "adaptsearch rows/s", ".0f"),
     ]

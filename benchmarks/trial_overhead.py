@@ -188,7 +188,25 @@ def measure_components(config, cache_dir: Path, repeats: int) -> list[dict]:
                 prototypes.fit_prototypes(features[modality], clusters, samples, seed=0)
 
         rows.append({"component": f"K-means cold, k={clusters}, 3 modalities", "per": "new cluster count",
-                     **_common.time_repeats(fit, repeats=max(1, repeats // 2), warmup=0).to_dict()})
+                     **_common.time_repeats(fit, repeats=1 if clusters > 16 else max(1, repeats // 2), warmup=0).to_dict()})
+
+    def fit_variant(n_init: int, dtype, threads: int | None, clusters: int = 256) -> None:
+        # The library's row draw and K-means, with another start count, float type or BLAS/OpenMP thread cap.
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
+        rng = np.random.default_rng(0)
+        with threadpool_limits(limits=threads):
+            for modality in context.modalities:
+                values = features[modality]
+                rows_used = np.sort(rng.choice(len(values), size=min(samples, len(values)), replace=False))
+                k = min(clusters, len(rows_used))
+                KMeans(n_clusters=k, n_init=n_init, random_state=0).fit(values[rows_used].astype(dtype))
+
+    for n_init, dtype, threads in ((4, np.float64, 1), (1, np.float32, 1)):
+        label = f"K-means cold, k=256, n_init={n_init}, {np.dtype(dtype).name}, 1 thread (variant)"
+        rows.append({"component": label, "per": "new cluster count",
+                     **_common.time_repeats(lambda: fit_variant(n_init, dtype, threads), repeats=1, warmup=0).to_dict()})
 
     def lookup(clear_memory: bool) -> None:
         for modality in context.modalities:

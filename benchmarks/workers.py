@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=None, help="Trials per configuration (default 12, 2 with --quick).")
     parser.add_argument("--seed", type=int, default=0, help="Sampler seed.")
-    parser.add_argument("--threads", type=int, default=None, help="Torch threads of the jobs=1 run (default: all usable cores).")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads of the jobs=1 run (default: all usable cores, 1 with --quick).")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="Worker processes alive at a time.")
     parser.add_argument("--epochs", type=int, default=3, help="Epochs per trial.")
     parser.add_argument("--heartbeat", type=int, default=1, help="Heartbeat interval of the workers in seconds.")
-    parser.add_argument("--max-delay", type=float, default=4.0, help="Longest wait between two kills, in seconds.")
+    parser.add_argument("--max-delay", type=float, default=4.0, help="Maximum wait between two kills, in seconds.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the kill moments and victims.")
     parser.add_argument("--storage", default=None, help="Storage URL; default: a new SQLite file in --folder.")
     parser.add_argument("--study", default="kill-search", help="Study name.")

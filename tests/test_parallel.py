@@ -11,8 +11,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-import pytest
-
 from tests.reliability_support import cli_command, start_cli, trial_census, worker_env, write_quick_config
 
 WORKERS = 4
@@ -53,14 +51,13 @@ def test_jobs_option_sqlite(tiny_world, tmp_path):
     print(f"{TOTAL} trials with --jobs {WORKERS}: {time.monotonic() - started:.1f} s")
 
 
-@pytest.mark.parametrize("seeded", [False])
-def test_separate_processes_sqlite(tiny_world, tmp_path, seeded):
+def test_separate_processes_sqlite(tiny_world, tmp_path):
     config = write_quick_config(tmp_path, tiny_world)
     storage = f"sqlite:///{tmp_path / 'studies' / 'adaptsearch.db'}"
     logs = [tmp_path / f"worker-{index}.log" for index in range(WORKERS)]
     started = time.monotonic()
 
-    # Each process asks for the study's total; the shared count stops them at TOTAL together.
+    # Each process requests the study's total, so the shared count stops them at TOTAL together.
     workers = [
         start_cli(
             ["run", "--config", str(config), "--trials", str(TOTAL), "--storage", storage,

@@ -3,7 +3,7 @@
 The tests need a server: ``.ci/run`` starts one on loopback and exports
 ``ADAPTSEARCH_TEST_POSTGRES_URL`` (for example
 ``postgresql+psycopg2://postgres@127.0.0.1:55432/adaptsearch``). Without it, or when the
-server does not answer, the tests are skipped with the reason.
+server does not respond, the tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_four_workers_on_postgres(postgres_url, tiny_world, tmp_path):
     total = WORKERS * TRIALS_PER_WORKER
     logs = [tmp_path / f"worker-{index}.log" for index in range(WORKERS)]
 
-    # Four separate processes ask for the study's total; the shared count stops them together.
+    # Four separate processes request the study's total, so the shared count stops them together.
     workers = [
         start_cli(
             ["run", "--config", str(config), "--trials", str(total), "--study", study, "--storage", postgres_url,

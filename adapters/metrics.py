@@ -68,6 +68,21 @@ def _pearson(pred: np.ndarray, labels: np.ndarray) -> tuple[float | None, str | 
     return max(-1.0, min(1.0, r)), None
 
 
+def _diverged(n: int, n_bad: int) -> Metrics:
+    return Metrics(
+        corr=None,
+        corr_reason=f"non-finite predictions ({n_bad} of {n}); training diverged",
+        mae=math.inf,
+        mse=math.inf,
+        acc2_nonneg=0.0,
+        acc2_nonzero=0.0,
+        f1_nonneg=0.0,
+        f1_nonzero=0.0,
+        acc7=0.0,
+        n=n,
+    )
+
+
 def compute_metrics(pred: np.ndarray, labels: np.ndarray) -> Metrics:
     """Compute the MOSI metric set.
 
@@ -81,12 +96,14 @@ def compute_metrics(pred: np.ndarray, labels: np.ndarray) -> Metrics:
     Returns
     -------
     Metrics
-        Never NaN: an undefined correlation is None with a reason.
+        Never NaN: an undefined correlation is None with a reason. Non-finite predictions
+        (a run whose training diverged) give a degenerate result: corr None with the reason,
+        MAE and MSE infinite, accuracies and F1 0.
 
     Raises
     ------
     ValueError
-        If the shapes differ, the arrays are empty or contain non-finite values.
+        If the shapes differ, the arrays are empty or the labels contain non-finite values.
     """
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
@@ -94,8 +111,10 @@ def compute_metrics(pred: np.ndarray, labels: np.ndarray) -> Metrics:
         raise ValueError(f"predictions have shape {pred.shape} but labels have shape {labels.shape}")
     if pred.size == 0:
         raise ValueError("cannot compute metrics on zero samples")
-    if not (np.isfinite(pred).all() and np.isfinite(labels).all()):
-        raise ValueError("predictions or labels contain NaN or infinite values")
+    if not np.isfinite(labels).all():
+        raise ValueError("labels contain NaN or infinite values")
+    if not np.isfinite(pred).all():
+        return _diverged(int(pred.size), int(np.count_nonzero(~np.isfinite(pred))))
 
     corr, corr_reason = _pearson(pred, labels)
     error = pred - labels

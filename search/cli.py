@@ -62,11 +62,12 @@ def _main_options(
 
 
 def _register_commands() -> None:
-    from search.commands import data, study, train
+    from search.commands import data, report, study, train
 
     app.add_typer(data.app, name="data")
     study.register(app)
     train.register(app)
+    report.register(app)
 
 
 _register_commands()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from pathlib import Path
 
 from adapters.errors import ConfigError, StudyError
+from search.artifacts import artifact_dir_for, artifact_store_for
 from search.storage import check_study_exists, open_storage, redact_url
 
 logger = logging.getLogger(__name__)
@@ -16,7 +18,12 @@ DEFAULT_PORT = 8080
 
 
 def serve_dashboard(
-    storage_url: str, *, study_name: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+    storage_url: str,
+    *,
+    study_name: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    artifacts: str | Path | None = None,
 ) -> None:
     """Run optuna-dashboard on `storage_url` until interrupted (blocks).
 
@@ -29,6 +36,8 @@ def serve_dashboard(
     host, port
         Address to bind. The dashboard has no authentication, so a host other than a
         loopback address logs a warning.
+    artifacts : path or None
+        Folder of the stored adapters; None uses the storage's default folder when it exists.
 
     Raises
     ------
@@ -51,7 +60,11 @@ def serve_dashboard(
     import optuna_dashboard
 
     logger.info("optuna-dashboard on http://%s:%d serving %s (Ctrl-C stops it)", host, port, redact_url(storage_url))
-    optuna_dashboard.run_server(storage, host=host, port=port)
+    store = None
+    folder = artifact_dir_for(storage_url, artifacts)
+    if folder is not None and (artifacts is not None or folder.is_dir()):
+        store = artifact_store_for(storage_url, folder, create=False)
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
 
 
 def _is_loopback(host: str) -> bool:

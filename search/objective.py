@@ -47,12 +47,26 @@ class Objective:
         Cache root for prepared data, the source model and prototypes.
     on_epoch : callable or None
         Called as ``on_epoch(trial_number, record, epochs)`` after each epoch (progress display).
+    artifact_store : optuna ArtifactStore or None
+        Where the adapters of complete trials are stored; None stores none.
+    keep_adapters : int or None
+        Keep the adapters of only this many best complete trials; None keeps all.
     """
 
-    def __init__(self, config: StudyConfig, cache_dir: Path, *, on_epoch: EpochHook | None = None) -> None:
+    def __init__(
+        self,
+        config: StudyConfig,
+        cache_dir: Path,
+        *,
+        on_epoch: EpochHook | None = None,
+        artifact_store=None,
+        keep_adapters: int | None = None,
+    ) -> None:
         self.config = config
         self.cache_dir = Path(cache_dir)
         self.on_epoch = on_epoch
+        self.artifact_store = artifact_store
+        self.keep_adapters = keep_adapters
         self.current_trial_id: int | None = None
         self._context = None
 
@@ -113,17 +127,24 @@ class Objective:
                 trial.set_user_attr("history", history)
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
                 raise
-            except ValueError as error:
-                # TODO: remove once adapters.metrics.compute_metrics reports non-finite
-                # predictions as an undefined correlation instead of raising ValueError.
-                if "NaN or infinite" not in str(error):
-                    raise
-                return self._store_diverged(trial, history, seed_config.seed, error, time.perf_counter() - started)
             results.append(result)
             scores.append(_finite_score(result.metrics.score))
 
         value = float(np.mean(scores))
         self._store_result(trial, results, history, value, time.perf_counter() - started)
+        if self.artifact_store is not None:
+            # Only here are the trained weights still in memory.
+            from search.artifacts import upload_adapters
+
+            upload_adapters(
+                trial.study,
+                trial,
+                results[0].adapters,
+                results[0].config,
+                self.artifact_store,
+                keep_top=self.keep_adapters,
+                value=value,
+            )
         return value
 
     def _make_callback(
@@ -163,16 +184,6 @@ class Objective:
             # Metrics.score is -1.0 for an undefined correlation, and this attribute stores why.
             trial.set_user_attr(DEGENERATE_ATTR, "; ".join(str(reason) for reason in reasons))
         logger.debug("trial %d: %s %.4f at epoch %d", trial.number, METRIC_NAME, value, first.best_epoch)
-
-
-    @staticmethod
-    def _store_diverged(trial: optuna.Trial, history: list, seed: int, error: ValueError, seconds: float) -> float:
-        """Record a run whose predictions became non-finite as degenerate, with score -1.0."""
-        trial.set_user_attr("history", history)
-        trial.set_user_attr("seconds", round(seconds, 3))
-        trial.set_user_attr(DEGENERATE_ATTR, f"training with seed {seed} diverged: {error}")
-        logger.warning("trial %d diverged (%s); its value is -1.0", trial.number, error)
-        return -1.0
 
 
 def _finite_score(score: float | None) -> float:

@@ -37,10 +37,14 @@ from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
 from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url, open_storage
 from search.space import ensure_space_file, load_space
+from search.artifacts import artifact_dir_for, artifact_store_for
+from search.notes import write_study_note, write_trial_note
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STUDY_NAME = "adaptsearch"
+# Adapters of this many best complete trials are kept in the artifact store.
+DEFAULT_KEEP_ADAPTERS = 10
 STUDY_ATTR = "adaptsearch"
 RETRY_OF_ATTR = "retry_of"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -129,6 +133,8 @@ class RunOptions:
     studies_dir: Path
     heartbeat_interval: int | None
     grace_period: int | None
+    artifacts_dir: Path | None = None
+    keep_adapters: int | None = None
 
 
 def resolve_config(
@@ -165,6 +171,8 @@ def run_study(
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL_S,
     grace_period: int | None = None,
     threads: int | None = None,
+    artifacts_dir: str | Path | None = None,
+    keep_adapters: int | None = DEFAULT_KEEP_ADAPTERS,
 ) -> RunSummary:
     """Run or resume a study until it contains `trials` finished (COMPLETE or PRUNED) trials.
 
@@ -191,6 +199,12 @@ def run_study(
     heartbeat_interval, grace_period : int or None
         Seconds between heartbeats of a running trial, and since the last heartbeat after
         which a trial counts as stale (its worker died); it is then failed and queued again.
+    artifacts_dir : path or None
+        Artifact folder for the adapters of complete trials. None: ``<db>-artifacts`` beside
+        a SQLite file, ``studies_dir/artifacts`` for other storages (pass a folder that all
+        machines share when workers run on several machines).
+    keep_adapters : int or None
+        Store the adapters of this many best complete trials; 0 stores none, None all.
 
     Raises
     ------
@@ -205,6 +219,8 @@ def run_study(
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if keep_adapters is not None and (isinstance(keep_adapters, bool) or not isinstance(keep_adapters, int) or keep_adapters < 0):
+        raise ConfigError(f"keep_adapters must be an integer >= 0, got {keep_adapters!r}")
     # A bad URL fails here, before minutes of data preparation.
     check_url(storage)
     reporter = reporter or Reporter()
@@ -217,6 +233,8 @@ def run_study(
         studies_dir=Path(studies_dir),
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        artifacts_dir=_artifacts_dir(storage, artifacts_dir, Path(studies_dir)) if keep_adapters != 0 else None,
+        keep_adapters=keep_adapters,
     )
     started = time.monotonic()
     if jobs == 1 and threads is not None:
@@ -225,11 +243,13 @@ def run_study(
         torch.set_num_threads(threads)
 
     # The data and the source model are prepared here once; workers then load them from the cache.
-    objective = Objective(config, options.studies_dir / "cache", on_epoch=_epoch_hook(reporter))
+    objective = _make_objective(config, options, on_epoch=_epoch_hook(reporter))
     fingerprints = objective.fingerprints()
     study = _open_study(options, config, worker=0)
     check_or_store_study_attrs(study, config, fingerprints)
     enqueue_original_settings(study, config)
+    data_summary = {"source": objective.context.source_data.report, "target": objective.context.target_data.report}
+    write_study_note(study, config.to_dict(), data_summary)
 
     counts = TrialCounts.of(study.get_trials(deepcopy=False))
     reporter.start(study_name, trials, counts, _best_value(study))
@@ -242,9 +262,29 @@ def run_study(
     finally:
         reporter.close()
 
+    # Written again so that the note shows the finished original-settings trial.
+    write_study_note(study, config.to_dict(), data_summary)
     summary = summarize(study, options, time.monotonic() - started, initial_finished=counts.finished)
     summary.interrupted = interrupted
     return summary
+
+
+def _artifacts_dir(storage: str, override: str | Path | None, studies_dir: Path) -> Path:
+    folder = artifact_dir_for(storage, override)
+    return folder if folder is not None else studies_dir / "artifacts"
+
+
+def _make_objective(config: StudyConfig, options: RunOptions, *, on_epoch=None) -> Objective:
+    store = None
+    if options.artifacts_dir is not None:
+        store = artifact_store_for(options.storage, options.artifacts_dir)
+    return Objective(
+        config,
+        options.studies_dir / "cache",
+        on_epoch=on_epoch,
+        artifact_store=store,
+        keep_adapters=options.keep_adapters,
+    )
 
 
 def _deadline(options: RunOptions, started: float) -> float | None:
@@ -430,6 +470,7 @@ def _progress_callback(reporter: Reporter) -> Callable[[optuna.Study, FrozenTria
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
         reporter.update(TrialCounts.of(trials), _best_value(study, trials))
+        write_trial_note(study, trial.number)
         value = trial.value if trial.value is not None else float("nan")
         logger.info("trial %d %s: %s %.4f", trial.number, trial.state.name.lower(), METRIC_NAME, value)
 
@@ -534,7 +575,7 @@ def _worker_main(config_dict: dict, options: RunOptions, index: int, threads: in
     # an error that stops a worker is printed when it leaves the process anyway.
     logging.getLogger("optuna").setLevel(logging.ERROR)
     config = StudyConfig.from_dict(config_dict, base_dir="/")
-    objective = Objective(config, options.studies_dir / "cache")
+    objective = _make_objective(config, options)
     study = _open_study(options, config, worker=index)
     started = time.monotonic()
     interrupted = _work(study, objective, options, Reporter(), deadline=_deadline(options, started))

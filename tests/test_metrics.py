@@ -79,8 +79,21 @@ def test_metrics_roundtrip_and_score():
 
 @pytest.mark.parametrize(
     "pred, labels",
-    [(np.array([1.0, 2.0]), np.array([1.0])), (np.array([]), np.array([])), (np.array([np.nan]), np.array([1.0]))],
+    [(np.array([1.0, 2.0]), np.array([1.0])), (np.array([]), np.array([])), (np.array([1.0]), np.array([np.nan]))],
 )
 def test_metrics_rejects_bad_input(pred, labels):
     with pytest.raises(ValueError):
         compute_metrics(pred, labels)
+
+
+def test_metrics_nonfinite_predictions_degenerate():
+    metrics = compute_metrics(np.array([0.5, np.nan, np.inf]), np.array([1.0, -1.0, 2.0]))
+
+    # Predictions of a diverged run give an undefined correlation with its reason, not an error.
+    assert metrics.corr is None
+    assert "non-finite predictions (2 of 3)" in metrics.corr_reason
+    # The score sorts the run last.
+    assert metrics.score == -1.0
+    # Error metrics are infinite rather than NaN.
+    assert metrics.mae == float("inf")
+    assert metrics.acc2_nonneg == 0.0

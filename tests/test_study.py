@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -224,11 +225,13 @@ def test_timeout_starts_no_new_trial(config, studies_dir, tmp_path):
 
 def test_diverged_trial_scores_minus_one(config, studies_dir, tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
+    real_evaluate = adapters.trainer.evaluate
 
-    def diverging_train(*args, **kwargs):
-        raise ValueError("predictions or labels contain NaN or infinite values")
+    def diverging_evaluate(*args, **kwargs):
+        predictions, adapted = real_evaluate(*args, **kwargs)
+        return np.full_like(predictions, np.nan), adapted
 
-    monkeypatch.setattr(search.objective, "train_adapters", diverging_train)
+    monkeypatch.setattr(adapters.trainer, "evaluate", diverging_evaluate)
     _run(config, storage, studies_dir, trials=1)
 
     trial = _load(storage).trials[0]
@@ -252,3 +255,30 @@ def test_other_errors_stop_the_run(config, studies_dir, tmp_path, monkeypatch):
         _run(config, storage, studies_dir, trials=2)
     # The trial it happened in is FAIL, not RUNNING.
     assert _load(storage).trials[0].state == TrialState.FAIL
+
+
+def test_run_leaves_notes_and_adapters(config, studies_dir, tmp_path):
+    import optuna_dashboard
+    from report_support import wsgi_get
+
+    from search.artifacts import artifact_store_for, stored_adapters
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    _run(config, storage, studies_dir, trials=3, keep_adapters=2)
+    study = _load(storage)
+    store = artifact_store_for(storage, create=False)
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=store)
+
+    status, raw = wsgi_get(app, f"/api/studies/{study._study_id}")
+    assert status.startswith("200")
+    served = json.loads(raw)
+    # Every finished trial has a note with its metrics table.
+    for trial in served["trials"]:
+        assert "valid_corr" in trial["note"]["body"] or "Pearson" in trial["note"]["body"]
+    # The study note names the original-settings baseline.
+    assert "original" in served["note"]["body"].lower()
+    # Adapters are kept for the two best complete trials and listed on the dashboard.
+    complete = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
+    assert len(stored_adapters(study)) == min(2, len(complete))
+    listed = [trial["number"] for trial in served["trials"] if trial["artifacts"]]
+    assert sorted(listed) == sorted(stored_adapters(study))

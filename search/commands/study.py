@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adapters.errors import ConfigError
 from search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL
-from search.study import DEFAULT_STUDY_NAME
+from search.study import DEFAULT_KEEP_ADAPTERS, DEFAULT_STUDY_NAME
 
 _DATA = "Data"
 _SEARCH = "Search"
@@ -106,6 +107,24 @@ def run(
             rich_help_panel=_STORAGE,
         ),
     ] = DEFAULT_HEARTBEAT_INTERVAL_S,
+    artifacts: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--artifacts",
+            help="Folder of the stored adapters. Default: <db>-artifacts beside a SQLite file, "
+            "STUDIES_DIR/artifacts for server databases.",
+            rich_help_panel=_STORAGE,
+        ),
+    ] = None,
+    keep_adapters: Annotated[
+        int,
+        typer.Option(
+            "--keep-adapters",
+            min=0,
+            help="Store the adapters of this many best complete trials (0: none).",
+            rich_help_panel=_STORAGE,
+        ),
+    ] = DEFAULT_KEEP_ADAPTERS,
 ) -> None:
     """Run or resume a hyperparameter search until the study contains --trials finished trials."""
     from search.progress import RichReporter, summary_table
@@ -126,6 +145,8 @@ def run(
             reporter=RichReporter(console),
             heartbeat_interval=heartbeat_interval,
             threads=threads,
+            artifacts_dir=artifacts,
+            keep_adapters=keep_adapters,
         )
     except KeyboardInterrupt:
         # Interrupted before the first trial (while preparing data or opening the study).
@@ -153,6 +174,17 @@ def best(
         Optional[int], typer.Option("--trial", min=0, help="Export this trial number instead of the best.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --export file.")] = False,
+    adapters_out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--adapters",
+            help="Also copy the exported trial's stored adapters (a .pt file) to this path.",
+        ),
+    ] = None,
+    artifacts: Annotated[
+        Optional[Path],
+        typer.Option("--artifacts", help="Folder of the stored adapters, if not the default of the storage."),
+    ] = None,
 ) -> None:
     """List the best trials of a study and export one as params.yaml for 'adaptsearch train'."""
     from search.export import best_trials, export_params, load_study, trial_rows
@@ -170,9 +202,19 @@ def best(
         shown.append(baseline[0])
     Console().print(_best_table(loaded.study_name, trial_rows(shown), len(loaded.trials)))
 
+    if adapters_out is not None and export is None:
+        raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
     if export is not None:
         path, exported = export_params(loaded, export, storage_url=storage, trial_number=trial, force=force)
         typer.echo(f"wrote trial {exported.number} ({exported.value:+.4f}) to {path}", err=True)
+        if adapters_out is not None:
+            from search.artifacts import artifact_store_for, download_adapters
+
+            if adapters_out.exists() and not force:
+                raise ConfigError(f"{adapters_out} exists; pass --force to overwrite it")
+            store = artifact_store_for(storage, artifacts, create=False)
+            written = download_adapters(loaded, exported.number, store, adapters_out)
+            typer.echo(f"wrote the adapters of trial {exported.number} to {written}", err=True)
 
 
 def _best_table(name: str, rows, total: int) -> Table:
@@ -203,9 +245,13 @@ def dashboard(
     storage: StorageOption = DEFAULT_STORAGE_URL,
     host: Annotated[str, typer.Option("--host", help="Address to bind; the dashboard has no login.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")] = DEFAULT_PORT,
+    artifacts: Annotated[
+        Optional[Path],
+        typer.Option("--artifacts", help="Folder of the stored adapters, if not the default of the storage."),
+    ] = None,
 ) -> None:
     """Serve optuna-dashboard on the study storage (blocks until Ctrl-C)."""
-    serve_dashboard(storage, study_name=study, host=host, port=port)
+    serve_dashboard(storage, study_name=study, host=host, port=port, artifacts=artifacts)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,8 @@ names to one of:
 - ``{type: float, low: L, high: H, log: bool, step: S}`` (``log`` and ``step`` optional),
 - ``{type: int, low: L, high: H, log: bool, step: S}``,
 - ``{type: categorical, choices: [...]}`` (choices are None, bool, int, float or str),
+  where ``modalities`` choices are subsets such as ``[visual, text]`` or ``"visual+text"``
+  (see `search.subsets`),
 - ``{fixed: VALUE}`` or a bare scalar or list, which every trial uses unchanged.
 
 Every entry is checked when the file is loaded: unknown keys, wrong types, ``low > high``,
@@ -28,6 +30,8 @@ import yaml
 from adapters.errors import ConfigError
 from adapters.io import atomic_write_text
 from adapters.params import TrainConfig
+from search.subsets import FIELD as SUBSET_FIELD
+from search.subsets import SubsetParam, decode_settings
 
 SPACE_FILE_NAME = "space.yaml"
 # The default space, shipped inside the package; studies/space.yaml in the repository is a copy.
@@ -113,7 +117,7 @@ class CategoricalParam:
         return {"type": "categorical", "choices": list(self.choices)}
 
 
-Param = FloatParam | IntParam | CategoricalParam
+Param = FloatParam | IntParam | CategoricalParam | SubsetParam
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,8 @@ def _parse_param(name: str, entry: Mapping[str, Any], source: str) -> Param:
         unknown = sorted(set(entry) - _CATEGORICAL_KEYS)
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {sorted(_CATEGORICAL_KEYS)}")
+        if name == SUBSET_FIELD:
+            return SubsetParam.from_choices(entry.get("choices"), where)
         choices = entry.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}: 'choices' must be a non-empty list, got {choices!r}")
@@ -330,6 +336,8 @@ def _check_range(low: float, high: float, log: bool, where: str) -> None:
 def _check_train_value(name: str, value: Any, source: str) -> Any:
     """Return `value` if `TrainConfig.from_dict` accepts it for field `name`, else raise."""
     try:
+        # A fixed modality subset may be written as a "visual+text" string; it is kept as a tuple.
+        value = decode_settings({name: value})[name]
         TrainConfig.from_dict({name: value})
     except ConfigError as error:
         raise ConfigError(f"{source}: parameter {name!r} value {value!r} is invalid: {error}") from None

@@ -8,6 +8,12 @@ A study config file is YAML::
     fixed: {epochs: 30, seeds: 2}                    # TrainConfig fields every trial uses, optional
     space: space.yaml                                # a space file or an inline {parameters: ...}
     pruner: {threshold: 0.0, warmup_epochs: 5}       # NegativeCorrelationPruner settings, optional
+    objectives: [valid_corr, valid_mae]              # optional; default [valid_corr]
+
+``objectives`` is ``[valid_corr]`` (maximise the MOSI-valid correlation) or
+``[valid_corr, valid_mae]`` (also minimise the MOSI-valid MAE of the same epoch, a
+multi-objective study with a Pareto front). Optuna cannot prune multi-objective studies, so
+their pruner is `optuna.pruners.NopPruner` and the ``pruner`` section is not used.
 
 Relative paths (dataset folders, the space file, a TorchScript model) are taken from the
 config file's folder. Without ``space`` the default space file is used.
@@ -15,20 +21,34 @@ config file's folder. Without ``space`` the default space file is used.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 
 from adapters.datasets import DatasetConfig
-from adapters.errors import ConfigError
+from adapters.errors import ConfigError, StudyError
 from adapters.params import SourceModelConfig, TrainConfig
 from search.pruner import NegativeCorrelationPruner
 from search.space import PACKAGED_SPACE_FILE, SearchSpace, load_space
+from search.subsets import decode_settings
 
-_KEYS = ("source", "target", "source_model", "fixed", "space", "pruner")
+logger = logging.getLogger(__name__)
+
+_KEYS = ("source", "target", "source_model", "fixed", "space", "pruner", "objectives")
+
+CORR_OBJECTIVE = "valid_corr"
+MAE_OBJECTIVE = "valid_mae"
+# Every objective a study may use, with its Optuna direction.
+OBJECTIVE_DIRECTIONS = {CORR_OBJECTIVE: "maximize", MAE_OBJECTIVE: "minimize"}
+SINGLE_OBJECTIVE = (CORR_OBJECTIVE,)
+MULTI_OBJECTIVE = (CORR_OBJECTIVE, MAE_OBJECTIVE)
+_ALLOWED_OBJECTIVES = (SINGLE_OBJECTIVE, MULTI_OBJECTIVE)
 
 
 @dataclass(frozen=True)
@@ -41,8 +61,10 @@ class StudyConfig:
     source_model: SourceModelConfig = field(default_factory=SourceModelConfig)
     fixed: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = SINGLE_OBJECTIVE
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", _check_objectives(self.objectives))
         TrainConfig.from_dict(self.fixed)
         NegativeCorrelationPruner.from_dict(self.pruner)
         for name, value in self.fixed.items():
@@ -96,14 +118,18 @@ class StudyConfig:
         pruner = mapping.get("pruner") or {}
         if not isinstance(pruner, Mapping):
             raise ConfigError(f"study config: 'pruner' must be a mapping, got {pruner!r}")
+        objectives = mapping.get("objectives", list(SINGLE_OBJECTIVE))
+        if not isinstance(objectives, list):
+            raise ConfigError(f"study config: 'objectives' must be a list such as [valid_corr, valid_mae], got {objectives!r}")
 
         return cls(
             source=DatasetConfig.from_dict(mapping["source"], base_dir),
             target=DatasetConfig.from_dict(mapping["target"], base_dir),
             source_model=SourceModelConfig.from_dict(mapping.get("source_model") or {}, base_dir),
-            fixed=dict(fixed),
+            fixed=decode_settings(fixed),
             space=_read_space(mapping.get("space"), base_dir, space_path, default_space),
             pruner=dict(pruner),
+            objectives=tuple(objectives),
         )
 
     @classmethod
@@ -135,6 +161,7 @@ class StudyConfig:
             "fixed": dict(self.fixed),
             "space": self.space.to_dict(),
             "pruner": self.make_pruner().to_dict(),
+            "objectives": list(self.objectives),
         }
 
     def base_train_config(self) -> TrainConfig:
@@ -142,11 +169,70 @@ class StudyConfig:
         return TrainConfig.from_dict({**self.space.fixed, **self.fixed})
 
     def train_config(self, sampled: Mapping[str, Any]) -> TrainConfig:
-        """Return the full `TrainConfig` of a trial with the `sampled` values."""
-        return self.base_train_config().replace(**dict(sampled))
+        """Return the full `TrainConfig` of a trial with the `sampled` values.
+
+        A sampled modality subset string (``"visual+text"``) becomes the ``modalities`` tuple.
+        """
+        return self.base_train_config().replace(**decode_settings(sampled))
 
     def make_pruner(self) -> NegativeCorrelationPruner:
         return NegativeCorrelationPruner.from_dict(self.pruner)
+
+    @property
+    def multi_objective(self) -> bool:
+        """True when the study also minimises the MOSI-valid MAE."""
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna directions of the objectives, in `objectives` order."""
+        return [OBJECTIVE_DIRECTIONS[name] for name in self.objectives]
+
+    def with_objectives(self, objectives: tuple[str, ...]) -> StudyConfig:
+        """Return a copy that optimises `objectives` (validated like the config key)."""
+        return dataclasses.replace(self, objectives=tuple(objectives))
+
+    def study_pruner(self) -> optuna.pruners.BasePruner:
+        """Return the pruner a study runs with: `NopPruner` when it has several objectives."""
+        if self.multi_objective:
+            logger.info(
+                "pruning is off: Optuna cannot prune a multi-objective study (%s), so every trial runs all its epochs",
+                ", ".join(self.objectives),
+            )
+            return optuna.pruners.NopPruner()
+        return self.make_pruner()
+
+    def check_directions(self, study: optuna.Study) -> None:
+        """Check that a stored `study` optimises as many objectives in the same directions.
+
+        Optuna loads an existing study with its stored directions and ignores the requested
+        ones, so a resume in the other mode would otherwise run silently in the stored mode.
+
+        Raises
+        ------
+        StudyError
+            If the stored directions differ from `directions`.
+        """
+        stored = [direction.name.lower() for direction in study.directions]
+        if stored == self.directions:
+            return
+        stored_mode = "multi-objective" if len(stored) > 1 else "single-objective"
+        requested_mode = "multi-objective" if self.multi_objective else "single-objective"
+        raise StudyError(
+            f"study {study.study_name!r} is {stored_mode} (directions {', '.join(stored)}) but this run is "
+            f"{requested_mode} ({', '.join(f'{name} {direction}' for name, direction in zip(self.objectives, self.directions))}); "
+            f"pass --study NEW to start a {requested_mode} study, or run with the study's own objectives"
+        )
+
+
+def _check_objectives(objectives: Any) -> tuple[str, ...]:
+    if isinstance(objectives, str) or not isinstance(objectives, (list, tuple)):
+        raise ConfigError(f"study config: 'objectives' must be a list such as [valid_corr, valid_mae], got {objectives!r}")
+    names = tuple(objectives)
+    if names not in _ALLOWED_OBJECTIVES:
+        allowed = " or ".join(f"[{', '.join(option)}]" for option in _ALLOWED_OBJECTIVES)
+        raise ConfigError(f"study config: 'objectives' must be {allowed}, got {list(names)!r}")
+    return names
 
 
 def _read_space(

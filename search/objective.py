@@ -1,9 +1,16 @@
 """The Optuna objective: one trial trains the adapters once with sampled settings.
 
 The value of a trial is the MOSI-valid Pearson correlation of its best epoch (`Metrics.score`,
--1.0 when the correlation is undefined). MOSI test is never evaluated during the search.
-Each epoch reports its MOSI-valid score to the pruner; the trial's metrics, diagnostics and
-per-epoch history are stored as JSON-able user attributes.
+-1.0 when the correlation is undefined), averaged over the trial's seeds. A multi-objective
+study (``objectives: [valid_corr, valid_mae]``) also returns the MOSI-valid MAE of the same
+epochs, averaged the same way. MOSI test is never evaluated during the search.
+In a single-objective study each epoch reports its MOSI-valid score to the pruner; Optuna
+takes no intermediate values from multi-objective trials. The trial's metrics, diagnostics
+and per-epoch history are stored as JSON-able user attributes either way.
+
+The source model is trained on the trial's modalities, so the objective keeps one prepared
+context per modality subset; `adapters.source` caches each model on disk, so it is trained
+once per subset and cache folder, whichever trial or worker needs it first.
 """
 
 from __future__ import annotations
@@ -20,11 +27,11 @@ import optuna
 
 from adapters.params import TrainConfig
 from adapters.trainer import EpochRecord, train_adapters
-from search.config import StudyConfig
+from search.config import CORR_OBJECTIVE, StudyConfig
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAME = "valid_corr"
+METRIC_NAME = CORR_OBJECTIVE
 EVAL_SPLIT = "valid"
 
 # Trial user attributes written by the objective.
@@ -32,6 +39,9 @@ ORIGIN_ATTR = "origin"
 ORIGINAL_SETTINGS_ORIGIN = "original-settings"
 TRAIN_CONFIG_ATTR = "train_config"
 DEGENERATE_ATTR = "degenerate_reason"
+SEED_SCORES_ATTR = "seed_scores"
+SEED_STD_ATTR = "seed_score_std"
+SEED_MAES_ATTR = "seed_maes"
 
 EpochHook = Callable[[int, EpochRecord, int], None]
 
@@ -69,10 +79,14 @@ class Objective:
         self.keep_adapters = keep_adapters
         self.current_trial_id: int | None = None
         self._context = None
+        self._subset_contexts: dict[tuple[str, ...], Any] = {}
 
     @property
     def context(self):
-        """The prepared data and source model (`adapters.pipeline.RunContext`), built on first use."""
+        """The prepared data and the source model of the base modalities (`adapters.pipeline.RunContext`).
+
+        Built on first use; the base modalities are those of `StudyConfig.base_train_config`.
+        """
         if self._context is None:
             from adapters.pipeline import prepare_context
 
@@ -84,8 +98,31 @@ class Objective:
                 self.cache_dir,
                 modalities=self.config.base_train_config().modalities,
             )
+            self._subset_contexts[self._context.modalities] = self._context
             logger.info("prepared data and source model in %.1f s", time.perf_counter() - started)
         return self._context
+
+    def context_for(self, modalities: tuple[str, ...]):
+        """Return the context whose source model takes `modalities`, loading or training it once.
+
+        The prepared datasets are shared with the base context; only the source model differs.
+        """
+        modalities = tuple(modalities)
+        base = self.context
+        if modalities not in self._subset_contexts:
+            from adapters.pipeline import RunContext
+            from adapters.source import load_or_train_source
+
+            started = time.perf_counter()
+            model, info = load_or_train_source(self.config.source_model, base.source_data, self.cache_dir, modalities)
+            self._subset_contexts[modalities] = RunContext(base.source_data, base.target_data, model, info, modalities)
+            logger.info(
+                "%s the source model on %s in %.1f s",
+                "trained" if info.get("trained") else "loaded",
+                "+".join(modalities),
+                time.perf_counter() - started,
+            )
+        return self._subset_contexts[modalities]
 
     def fingerprints(self) -> dict[str, str]:
         """Return the fingerprints of the prepared source and target data."""
@@ -94,14 +131,16 @@ class Objective:
             "target": self.context.target_data.fingerprint,
         }
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         self.current_trial_id = trial._trial_id
-        context = self.context
         # The original-settings trial is never pruned, so that the study keeps the full result
-        # of the settings the search starts from. It still reports every epoch.
-        may_prune = trial.user_attrs.get(ORIGIN_ATTR) != ORIGINAL_SETTINGS_ORIGIN
+        # of the settings the search starts from. It still reports every epoch. Multi-objective
+        # trials are never pruned and report nothing, because Optuna supports neither for them.
+        multi = self.config.multi_objective
+        may_prune = not multi and trial.user_attrs.get(ORIGIN_ATTR) != ORIGINAL_SETTINGS_ORIGIN
         train_config = self.config.train_config(self.config.space.suggest(trial))
         trial.set_user_attr(TRAIN_CONFIG_ATTR, jsonable(train_config.to_dict()))
+        context = self.context_for(train_config.modalities)
 
         started = time.perf_counter()
         history: list[dict[str, Any]] = []
@@ -111,7 +150,7 @@ class Objective:
         # pruning compares the same epochs across trials.
         for offset in range(train_config.seeds):
             seed_config = train_config.replace(seed=train_config.seed + offset)
-            callback = self._make_callback(trial, seed_config, history, may_prune) if offset == 0 else None
+            callback = self._make_callback(trial, seed_config, history, may_prune, report_epochs=not multi) if offset == 0 else None
             try:
                 result = train_adapters(
                     context.source_model,
@@ -131,6 +170,7 @@ class Objective:
             scores.append(_finite_score(result.metrics.score))
 
         value = float(np.mean(scores))
+        mae = float(np.mean([_finite_mae(result.metrics.mae) for result in results]))
         self._store_result(trial, results, history, value, time.perf_counter() - started)
         if self.artifact_store is not None:
             # Only here are the trained weights still in memory.
@@ -145,10 +185,12 @@ class Objective:
                 keep_top=self.keep_adapters,
                 value=value,
             )
+        if multi:
+            return value, mae
         return value
 
     def _make_callback(
-        self, trial: optuna.Trial, config: TrainConfig, history: list, may_prune: bool
+        self, trial: optuna.Trial, config: TrainConfig, history: list, may_prune: bool, *, report_epochs: bool = True
     ) -> Callable[[EpochRecord], None]:
         def report(record: EpochRecord) -> None:
             score = _finite_score(record.metrics.score)
@@ -161,7 +203,8 @@ class Objective:
                     "lr": jsonable(record.lr),
                 }
             )
-            trial.report(score, record.epoch)
+            if report_epochs:
+                trial.report(score, record.epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, record, config.epochs)
             if may_prune and trial.should_prune():
@@ -178,7 +221,11 @@ class Objective:
         trial.set_user_attr("metrics", jsonable(first.metrics.to_dict()))
         trial.set_user_attr("diagnostics", jsonable(first.diagnostics))
         if len(results) > 1:
-            trial.set_user_attr("seed_scores", [_finite_score(result.metrics.score) for result in results])
+            seed_scores = [_finite_score(result.metrics.score) for result in results]
+            trial.set_user_attr(SEED_SCORES_ATTR, seed_scores)
+            # Sample standard deviation (ddof=1): the spread of the score between seeds.
+            trial.set_user_attr(SEED_STD_ATTR, float(np.std(seed_scores, ddof=1)))
+            trial.set_user_attr(SEED_MAES_ATTR, jsonable([_finite_mae(result.metrics.mae) for result in results]))
         reasons = sorted({result.metrics.corr_reason for result in results if result.metrics.corr is None})
         if reasons:
             # Metrics.score is -1.0 for an undefined correlation, and this attribute stores why.
@@ -191,6 +238,13 @@ def _finite_score(score: float | None) -> float:
     if score is None or not math.isfinite(score):
         return -1.0
     return float(score)
+
+
+def _finite_mae(mae: float | None) -> float:
+    """Return `mae`, or infinity (the worst MAE) when it is None or not finite."""
+    if mae is None or not math.isfinite(mae):
+        return math.inf
+    return float(mae)
 
 
 def jsonable(value: Any) -> Any:

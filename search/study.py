@@ -37,6 +37,7 @@ from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
 from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url, open_storage
 from search.space import ensure_space_file, load_space
+from search.subsets import encode_settings
 from search.artifacts import artifact_dir_for, artifact_store_for
 from search.notes import write_study_note, write_trial_note
 
@@ -306,14 +307,15 @@ def _open_study(options: RunOptions, config: StudyConfig, *, worker: int) -> opt
     study = optuna.create_study(
         storage=storage,
         study_name=options.study_name,
-        direction="maximize",
+        directions=config.directions,
         load_if_exists=True,
-        pruner=config.make_pruner(),
+        pruner=config.study_pruner(),
     )
+    config.check_directions(study)
     if not existing and worker == 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC_NAME])
+            study.set_metric_names(list(config.objectives))
     # A fixed seed would replay the same random start-up draws after a resume and in every
     # worker, so the seed is offset by the worker index and by the trials already stored.
     sampler_seed = None
@@ -396,7 +398,8 @@ def enqueue_original_settings(study: optuna.Study, config: StudyConfig) -> None:
     Only the space's open parameters are enqueued; fixed values come from the config. A value
     outside the space is left to the sampler, with a warning.
     """
-    inside, outside = config.space.restrict(ORIGINAL_SETTINGS.to_dict())
+    # The space samples a modality subset as a "visual+audio+text" string, not as a list.
+    inside, outside = config.space.restrict(encode_settings(ORIGINAL_SETTINGS.to_dict()))
     if outside:
         warnings.warn(
             f"the original settings {outside} lie outside the search space; trial 0 samples them instead",
@@ -471,7 +474,8 @@ def _progress_callback(reporter: Reporter) -> Callable[[optuna.Study, FrozenTria
         trials = study.get_trials(deepcopy=False)
         reporter.update(TrialCounts.of(trials), _best_value(study, trials))
         write_trial_note(study, trial.number)
-        value = trial.value if trial.value is not None else float("nan")
+        # The first value is the correlation, also in a multi-objective study.
+        value = trial.values[0] if trial.values else float("nan")
         logger.info("trial %d %s: %s %.4f", trial.number, trial.state.name.lower(), METRIC_NAME, value)
 
     return callback
@@ -488,7 +492,7 @@ def _epoch_hook(reporter: Reporter):
 
 def _best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float | None:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trials is None else trials
-    values = [trial.value for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
+    values = [trial.values[0] for trial in trials if trial.state == TrialState.COMPLETE and trial.values]
     return max(values) if values else None
 
 
@@ -506,14 +510,15 @@ def summarize(study: optuna.Study, options: RunOptions, wall_seconds: float, *, 
     )
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     if complete:
-        best = max(complete, key=lambda trial: trial.value)
-        summary.best_number, summary.best_value, summary.best_params = best.number, best.value, dict(best.params)
+        # The best correlation; in a multi-objective study that is one end of the Pareto front.
+        best = max(complete, key=lambda trial: trial.values[0])
+        summary.best_number, summary.best_value, summary.best_params = best.number, best.values[0], dict(best.params)
     baselines = [trial for trial in trials if trial.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN]
     finished = [trial for trial in baselines if trial.state in FINISHED_STATES]
     if finished or baselines:
         baseline = (finished or baselines)[0]
         summary.baseline_number = baseline.number
-        summary.baseline_value = baseline.value
+        summary.baseline_value = baseline.values[0] if baseline.values else None
         summary.baseline_state = baseline.state.name
     return summary
 

@@ -4,6 +4,9 @@ The export is a `RunParams` file (adapters/params.py): both dataset sections, th
 model config, the trial's full `TrainConfig` (sampled and fixed values), and ``meta`` with the
 study and trial, the trial's metrics, the data fingerprints and the adaptsearch version.
 ``adaptsearch train --params`` reads it unchanged.
+
+In a multi-objective study (correlation up, MAE down) the best trials are the Pareto front,
+and the trial exported by default is the one on the front with the highest correlation.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class TrialRow:
     seconds: float | None
     origin: str | None
     params: dict[str, Any]
+    # All objective values in the study's metric order; `value` is the first (the correlation).
+    values: tuple[float, ...] = ()
 
 
 def load_study(study_name: str, storage_url: str) -> optuna.Study:
@@ -50,24 +55,41 @@ def load_study(study_name: str, storage_url: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=storage)
 
 
+def is_multi_objective(study: optuna.Study) -> bool:
+    """True when `study` optimises more than one objective."""
+    return len(study.directions) > 1
+
+
 def best_trials(study: optuna.Study, top: int = 5) -> list[FrozenTrial]:
-    """Return the `top` COMPLETE trials by value, best first (ties: lower trial number first)."""
+    """Return the `top` COMPLETE trials by value, best first (ties: lower trial number first).
+
+    In a multi-objective study, return the whole Pareto front (`top` does not cut it), by
+    correlation from highest to lowest.
+    """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be an integer >= 1, got {top!r}")
+    if is_multi_objective(study):
+        return sorted(study.best_trials, key=_pareto_rank)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ranked = sorted(complete, key=lambda trial: (-trial.value, trial.number))
     return ranked[:top]
+
+
+def _pareto_rank(trial: FrozenTrial) -> tuple[float, float, int]:
+    # Highest correlation first; on a tie the lower MAE, then the lower trial number.
+    return (-trial.values[0], trial.values[1], trial.number)
 
 
 def trial_rows(trials: list[FrozenTrial]) -> list[TrialRow]:
     return [
         TrialRow(
             number=trial.number,
-            value=trial.value,
+            value=trial.values[0],
             best_epoch=trial.user_attrs.get("best_epoch"),
             seconds=trial.user_attrs.get("seconds"),
             origin=trial.user_attrs.get(ORIGIN_ATTR),
             params=dict(trial.params),
+            values=tuple(trial.values),
         )
         for trial in trials
     ]
@@ -75,6 +97,9 @@ def trial_rows(trials: list[FrozenTrial]) -> list[TrialRow]:
 
 def pick_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial:
     """Return trial `number`, or the best COMPLETE trial when `number` is None.
+
+    In a multi-objective study the best trial is the Pareto-front trial with the highest
+    correlation (on a tie, the lower MAE).
 
     Raises
     ------
@@ -117,7 +142,7 @@ def run_params(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> Run
         "storage": redact_url(storage_url),
         "trial": trial.number,
         "objective": f"{METRIC_NAME} (MOSI {EVAL_SPLIT} Pearson r of the best epoch)",
-        "value": trial.value,
+        "value": trial.values[0],
         "best_epoch": trial.user_attrs.get("best_epoch"),
         "metrics": trial.user_attrs.get("metrics"),
         "params": dict(trial.params),
@@ -127,6 +152,10 @@ def run_params(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> Run
         "study_version": stored.get("version"),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if is_multi_objective(study):
+        names = study.metric_names or [f"objective {index}" for index in range(len(trial.values))]
+        meta["values"] = dict(zip(names, trial.values))
+        meta["pareto_optimal"] = trial.number in {front.number for front in study.best_trials}
     return RunParams(
         source=DatasetConfig.from_dict(config["source"], root),
         target=DatasetConfig.from_dict(config["target"], root),

@@ -125,12 +125,25 @@ def run(
             rich_help_panel=_STORAGE,
         ),
     ] = DEFAULT_KEEP_ADAPTERS,
+    multi_objective: Annotated[
+        bool,
+        typer.Option(
+            "--multi-objective",
+            help="Maximise the MOSI-valid correlation and minimise the MOSI-valid MAE together "
+            "(a Pareto front; same as 'objectives: [valid_corr, valid_mae]' in the config). "
+            "Pruning is off, because Optuna cannot prune multi-objective studies.",
+            rich_help_panel=_SEARCH,
+        ),
+    ] = False,
 ) -> None:
     """Run or resume a hyperparameter search until the study contains --trials finished trials."""
+    from search.config import MULTI_OBJECTIVE
     from search.progress import RichReporter, summary_table
     from search.study import resolve_config, run_study
 
     study_config = resolve_config(config, studies_dir, space_path=space)
+    if multi_objective:
+        study_config = study_config.with_objectives(MULTI_OBJECTIVE)
     console = Console(stderr=True)
     try:
         summary = run_study(
@@ -165,10 +178,19 @@ def run(
 def best(
     study: StudyOption = DEFAULT_STUDY_NAME,
     storage: StorageOption = DEFAULT_STORAGE_URL,
-    top: Annotated[int, typer.Option("--top", min=1, help="Number of best trials to list.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top", min=1, help="Number of best trials to list; a multi-objective study lists its whole Pareto front."
+        ),
+    ] = 5,
     export: Annotated[
         Optional[Path],
-        typer.Option("--export", help="Write the best trial's full run parameters to this YAML file."),
+        typer.Option(
+            "--export",
+            help="Write the best trial's full run parameters to this YAML file. In a multi-objective "
+            "study the best trial is the Pareto-front trial with the highest valid_corr.",
+        ),
     ] = None,
     trial: Annotated[
         Optional[int], typer.Option("--trial", min=0, help="Export this trial number instead of the best.")
@@ -187,7 +209,7 @@ def best(
     ] = None,
 ) -> None:
     """List the best trials of a study and export one as params.yaml for 'adaptsearch train'."""
-    from search.export import best_trials, export_params, load_study, trial_rows
+    from search.export import best_trials, export_params, is_multi_objective, load_study, trial_rows
     from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
 
     loaded = load_study(study, storage)
@@ -196,17 +218,18 @@ def best(
     baseline = [
         frozen
         for frozen in loaded.get_trials(deepcopy=False)
-        if frozen.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN and frozen.value is not None
+        if frozen.user_attrs.get(ORIGIN_ATTR) == ORIGINAL_SETTINGS_ORIGIN and frozen.values
     ]
     if baseline and baseline[0].number not in {frozen.number for frozen in shown}:
         shown.append(baseline[0])
-    Console().print(_best_table(loaded.study_name, trial_rows(shown), len(loaded.trials)))
+    metric_names = loaded.metric_names if is_multi_objective(loaded) else None
+    Console().print(_best_table(loaded.study_name, trial_rows(shown), len(loaded.trials), metric_names))
 
     if adapters_out is not None and export is None:
         raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
     if export is not None:
         path, exported = export_params(loaded, export, storage_url=storage, trial_number=trial, force=force)
-        typer.echo(f"wrote trial {exported.number} ({exported.value:+.4f}) to {path}", err=True)
+        typer.echo(f"wrote trial {exported.number} ({exported.values[0]:+.4f}) to {path}", err=True)
         if adapters_out is not None:
             from search.artifacts import artifact_store_for, download_adapters
 
@@ -217,10 +240,13 @@ def best(
             typer.echo(f"wrote the adapters of trial {exported.number} to {written}", err=True)
 
 
-def _best_table(name: str, rows, total: int) -> Table:
-    table = Table(title=f"study {name}: best trials ({total} trials stored)", header_style="bold")
+def _best_table(name: str, rows, total: int, metric_names: list[str] | None = None) -> Table:
+    """Build the best-trials table; with several `metric_names`, one column per objective (the Pareto front)."""
+    shown = "Pareto front" if metric_names else "best trials"
+    table = Table(title=f"study {name}: {shown} ({total} trials stored)", header_style="bold")
     table.add_column("trial", justify="right")
-    table.add_column("valid_corr", justify="right")
+    for metric in metric_names or ["valid_corr"]:
+        table.add_column(metric, justify="right")
     table.add_column("best epoch", justify="right")
     table.add_column("seconds", justify="right")
     table.add_column("parameters")
@@ -229,7 +255,8 @@ def _best_table(name: str, rows, total: int) -> Table:
         params = ", ".join(f"{key}={_short(value)}" for key, value in row.params.items())
         seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
         epoch = "-" if row.best_epoch is None else str(row.best_epoch)
-        table.add_row(label, f"{row.value:+.4f}", epoch, seconds, params)
+        values = row.values if metric_names else (row.value,)
+        table.add_row(label, *(f"{value:+.4f}" for value in values), epoch, seconds, params)
     return table
 
 

@@ -255,8 +255,9 @@ def _best_table(name: str, rows, total: int, metric_names: list[str] | None = No
         params = ", ".join(f"{key}={_short(value)}" for key, value in row.params.items())
         seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
         epoch = "-" if row.best_epoch is None else str(row.best_epoch)
-        values = row.values if metric_names else (row.value,)
-        table.add_row(label, *(f"{value:+.4f}" for value in values), epoch, seconds, params)
+        # The correlation is signed; the MAE of a multi-objective study is never negative.
+        cells = [f"{row.value:+.4f}"] + [f"{value:.4f}" for value in (row.values[1:] if metric_names else ())]
+        table.add_row(label, *cells, epoch, seconds, params)
     return table
 
 

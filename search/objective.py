@@ -9,8 +9,8 @@ takes no intermediate values from multi-objective trials. The trial's metrics, d
 and per-epoch history are stored as JSON-able user attributes either way.
 
 The source model is trained on the trial's modalities, so the objective keeps one prepared
-context per modality subset; `adapters.source` caches each model on disk, so it is trained
-once per subset and cache folder, whichever trial or worker needs it first.
+context per modality subset. `adapters.source` caches each model on disk, so a subset's model
+is trained once per cache folder, by whichever trial or worker needs it first.
 """
 
 from __future__ import annotations

@@ -111,17 +111,33 @@ def pool_video(
 
     weights = overlap_weights(segments, frames)
     has_frames = weights.sum(axis=1) > 0
+    # Only frames that count for some segment take part in the products below; labelled
+    # segments often cover a small part of a long video.
+    used = weights.any(axis=0)
+    if not used.any():
+        return PooledVideo(values, has_frames, nonfinite)
+    if not used.all():
+        weights = weights[:, used]
+        features = features[used]
+        finite = finite[used]
 
     # Shifting by the video's finite column mean keeps E[x^2] - E[x]^2 exact enough even
     # for OpenFace columns near 1e5; masked cells become 0 and get no weight below.
     x = features.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        finite_count = finite.sum(axis=0)
-        shift = np.where(finite_count > 0, np.where(finite, x, 0.0).sum(axis=0) / np.maximum(finite_count, 1), 0.0)
-    centred = np.where(finite, x - shift, 0.0)
-    mask = finite.astype(np.float64)
+    if finite.all():
+        # Fast path: no mask, so every feature has the same denominator per segment.
+        shift = x.mean(axis=0)
+        centred = x - shift
+        denominator = np.broadcast_to(weights.sum(axis=1, keepdims=True), (n_segments, width))
+    else:
+        with np.errstate(invalid="ignore"):
+            finite_count = finite.sum(axis=0)
+            shift = np.where(
+                finite_count > 0, np.where(finite, x, 0.0).sum(axis=0) / np.maximum(finite_count, 1), 0.0
+            )
+        centred = np.where(finite, x - shift, 0.0)
+        denominator = weights @ finite.astype(np.float64)
 
-    denominator = weights @ mask
     numerator = weights @ centred
     defined = denominator > 0
     with np.errstate(invalid="ignore", divide="ignore"):

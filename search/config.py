@@ -218,10 +218,14 @@ class StudyConfig:
             return
         stored_mode = "multi-objective" if len(stored) > 1 else "single-objective"
         requested_mode = "multi-objective" if self.multi_objective else "single-objective"
+        if len(stored) > 1:
+            resume = "add --multi-objective (or 'objectives: [valid_corr, valid_mae]' in the config) to resume it"
+        else:
+            resume = "leave out --multi-objective and the config's 'objectives' key to resume it"
+        requested = ", ".join(f"{name} {direction}" for name, direction in zip(self.objectives, self.directions))
         raise StudyError(
             f"study {study.study_name!r} is {stored_mode} (directions {', '.join(stored)}) but this run is "
-            f"{requested_mode} ({', '.join(f'{name} {direction}' for name, direction in zip(self.objectives, self.directions))}); "
-            f"pass --study NEW to start a {requested_mode} study, or run with the study's own objectives"
+            f"{requested_mode} ({requested}); pass --study NEW to start a {requested_mode} study, or {resume}"
         )
 
 

@@ -376,8 +376,11 @@ def render_study_note(
     baseline: FrozenTrial | None,
 ) -> str:
     """Return the Markdown note of a study: baseline result, data summary and config."""
-    directions = ", ".join(direction.name.lower() for direction in study.directions)
-    lines = [f"## Study {study.study_name}", "", f"Objective: {METRIC_NAME} on MOSI valid ({directions})."]
+    names = study.metric_names or [METRIC_NAME, "valid_mae"][: len(study.directions)]
+    objectives = ", ".join(
+        f"{name} ({direction.name.lower()})" for name, direction in zip(names, study.directions)
+    )
+    lines = [f"## Study {study.study_name}", "", f"Objectives on MOSI valid: {objectives}."]
     stored = study.user_attrs.get("adaptsearch") or {}
     if stored.get("version"):
         lines.append(f"Created by adaptsearch {stored['version']} on {stored.get('created', '?')}.")

@@ -45,7 +45,7 @@ def _summary_table(result) -> Table:
     table = Table(title=f"study {result.study_name}: {title} ({counts})", header_style="bold")
     table.add_column("trial", justify="right")
     for index, direction in enumerate(result.directions):
-        table.add_column("valid_corr" if index == 0 else f"objective {index} ({direction})", justify="right")
+        table.add_column(_column_name(index, direction, len(result.directions)), justify="right")
     table.add_column("MAE", justify="right")
     table.add_column("Acc-2 non-zero", justify="right")
     table.add_column("F1 non-zero", justify="right")
@@ -93,3 +93,12 @@ def _short(value) -> str:
 def register(app: typer.Typer) -> None:
     """Add the `report` command to the top-level app."""
     app.command("report")(report)
+
+
+def _column_name(index: int, direction: str, count: int) -> str:
+    # adaptsearch's multi-objective studies are (valid_corr, valid_mae); see search.report.
+    if index == 0:
+        return "valid_corr"
+    if index == 1 and count == 2:
+        return "valid_mae"
+    return f"objective {index} ({direction})"

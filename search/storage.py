@@ -7,10 +7,12 @@ relative to the working folder), PostgreSQL (``postgresql://...``, needs psycopg
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import sqlite3
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -18,8 +20,10 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from adapters.errors import StudyError
+from adapters.io import os_error_reason
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,17 @@ MEMORY_URL = "memory"
 SQLITE_BUSY_TIMEOUT_S = 60.0
 DEFAULT_HEARTBEAT_INTERVAL_S = 10
 _SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
+# The pip package of each SQLAlchemy driver name, for the message when the driver is missing.
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "pymysql": "PyMySQL",
+    "mysqldb": "mysqlclient",
+    "mysqlconnector": "mysql-connector-python",
+    "mariadbconnector": "mariadb",
+}
 
 
 def check_url(url: str) -> str:
@@ -110,17 +125,13 @@ def open_storage(
 
     engine_kwargs: dict = {}
     if backend == "sqlite":
-        path = sqlite_path(url)
-        if not path.exists():
-            if not create:
-                raise StudyError(f"study database {path} not found; run 'adaptsearch run' first or pass --storage URL")
-            path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite_database(url, create=create)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         _enable_sqlite_wal()
     else:
         engine_kwargs["pool_pre_ping"] = True
 
-    try:
+    with _storage_errors(url):
         with warnings.catch_warnings():
             # Optuna 5.1 flags the heartbeat arguments as experimental on every call.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -131,11 +142,49 @@ def open_storage(
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=stale_trial_callback,
             )
+
+
+def sqlite_database(url: str, *, create: bool) -> Path:
+    """Return the database file of the SQLite `url`, creating its folder when `create` is set.
+
+    Raises
+    ------
+    StudyError
+        If the path is a folder, the file is missing and `create` is False, or the folder
+        cannot be created.
+    """
+    path = sqlite_path(url)
+    if path.is_dir():
+        raise StudyError(
+            f"storage {redact_url(url)} names the folder {path}, not a database file; "
+            f"name a file in it, e.g. sqlite:///{path / 'adaptsearch.db'}"
+        )
+    if path.exists():
+        return path
+    if not create:
+        raise StudyError(f"study database {path} not found; run 'adaptsearch run' first or pass --storage URL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StudyError(
+            f"cannot create the folder {path.parent} of study database {path}: {os_error_reason(path.parent, error)}; "
+            "pass --storage with a path in a writable folder"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """Turn a missing driver and database errors raised inside the block into `StudyError`."""
+    try:
+        yield
     except ImportError as error:
         cause = error.__cause__ or error
+        driver = make_url(url).get_driver_name()
+        package = _DRIVER_PACKAGES.get(driver, driver)
         raise StudyError(
-            f"cannot open storage {redact_url(url)}: the database driver is missing ({cause}); "
-            "install it (e.g. pip install psycopg2-binary, URL postgresql+psycopg2://...)"
+            f"cannot open storage {redact_url(url)}: the database driver {driver} is missing ({cause}); "
+            f"install it with pip install {package}"
         ) from None
     except OperationalError as error:
         raise StudyError(
@@ -154,6 +203,134 @@ def check_study_exists(storage: optuna.storages.BaseStorage, study_name: str, ur
         raise StudyError(
             f"study {study_name!r} not found in {redact_url(url)} (stored studies: {stored}); pass --study NAME"
         )
+
+
+class StartLock:
+    """A lock that the adaptsearch processes of one study hold while they count trials and start one.
+
+    Optuna numbers trials safely, but a worker's check "fewer than N trials are finished or
+    running" and its creation of the next trial are two steps. Two workers could both pass the
+    check for the last slot and run N + 1 trials. Holding this lock across both steps makes the
+    pair atomic among adaptsearch processes. The lock is held only between the check and the
+    moment the new trial is RUNNING, never during training, and the operating system or the
+    database server releases it when its process dies.
+
+    This base class is the lock of the in-memory storage, whose study only one process sees:
+    it does nothing. `release` may be called when the lock is not held.
+    """
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> StartLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class _FileStartLock(StartLock):
+    """An exclusive `flock` on a file beside the SQLite database (processes of one machine)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        handle = open(self.path, "ab")  # noqa: SIM115 - kept open while the lock is held
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            # Closing the file releases the flock.
+            handle.close()
+
+
+class _ServerStartLock(StartLock):
+    """A PostgreSQL advisory lock or a MySQL named lock, held on a connection of its own."""
+
+    def __init__(self, url: str, backend: str, study_name: str) -> None:
+        self.url = url
+        self.backend = backend
+        digest = hashlib.blake2b(f"adaptsearch start lock {study_name}".encode(), digest_size=8)
+        # PostgreSQL advisory locks take a signed 64-bit key, MySQL named locks up to 64 characters.
+        self._key = int.from_bytes(digest.digest(), "big", signed=True)
+        self._name = f"adaptsearch-{digest.hexdigest()}"
+        with _storage_errors(url):
+            # No pool: each lock gets a fresh session, and closing it ends the session.
+            self._engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+        self._connection = None
+
+    def acquire(self) -> None:
+        with _storage_errors(self.url):
+            connection = self._engine.connect()
+            try:
+                if self.backend == "postgresql":
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+                else:
+                    # NOTE: the MySQL branch has not been run against a server; only PostgreSQL is tested.
+                    # A negative timeout waits without limit (MySQL 5.7 and later).
+                    connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), {"name": self._name})
+            except BaseException:
+                connection.close()
+                raise
+        self._connection = connection
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if self.backend == "postgresql":
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            else:
+                connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": self._name})
+        except SQLAlchemyError as error:
+            # The server releases session locks when the connection closes below anyway.
+            logger.debug("releasing the start lock failed: %s", _first_line(error))
+        finally:
+            connection.close()
+
+
+def open_start_lock(url: str, study_name: str) -> StartLock:
+    """Return the `StartLock` of `study_name` in the storage at `url`.
+
+    For SQLite it is a file ``<database>.lock`` beside the database, whose folder is created
+    here, so that an unusable path fails before any data is prepared.
+
+    Raises
+    ------
+    StudyError
+        If the URL is invalid, the database folder or lock file cannot be created, or the
+        database driver is missing.
+    """
+    backend = check_url(url)
+    if backend == MEMORY_URL:
+        return StartLock()
+    if backend == "sqlite":
+        database = sqlite_database(url, create=True)
+        path = database.with_name(database.name + ".lock")
+        try:
+            path.touch(exist_ok=True)
+        except OSError as error:
+            raise StudyError(
+                f"cannot create the lock file {path} beside study database {database}: "
+                f"{error.strerror or error}; pass --storage with a path in a writable folder"
+            ) from None
+        return _FileStartLock(path)
+    return _ServerStartLock(url, backend, study_name)
 
 
 _wal_listener_installed = False

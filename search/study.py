@@ -5,7 +5,9 @@ COMPLETE or PRUNED. FAIL trials (an interrupted trial, a worker that died) do no
 rerun of an interrupted search runs exactly the remainder, and workers started with
 ``jobs > 1`` share the same count. Before each new trial a worker counts the finished trials
 and the trials other workers are running. It starts a trial only while both together stay
-below N. While only running trials stand between the study and N, it waits.
+below N. While only running trials stand between the study and N, it waits. The count and
+the start of the trial happen under the study's `StartLock`, so that two workers (also
+separate ``adaptsearch run`` processes) never both take the last slot.
 
 The study stores its config, its search space and the fingerprints of the prepared data as
 study user attributes. Resuming on other data, with another space, other fixed settings or
@@ -20,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,7 +38,14 @@ from adapters.params import ORIGINAL_SETTINGS
 from search import __version__
 from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
-from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url, open_storage
+from search.storage import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_STORAGE_URL,
+    StartLock,
+    check_url,
+    open_start_lock,
+    open_storage,
+)
 from search.space import ensure_space_file, load_space
 from search.subsets import encode_settings
 from search.artifacts import artifact_dir_for, artifact_store_for
@@ -51,6 +61,8 @@ RETRY_OF_ATTR = "retry_of"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Seconds between checks while a worker waits for trials of other workers to end.
 _WAIT_POLL_S = 1.0
+# Seconds that interrupted workers get to mark their trial FAIL before they are terminated.
+_WORKER_STOP_GRACE_S = 30.0
 
 
 @dataclass
@@ -222,8 +234,9 @@ def run_study(
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
     if keep_adapters is not None and (isinstance(keep_adapters, bool) or not isinstance(keep_adapters, int) or keep_adapters < 0):
         raise ConfigError(f"keep_adapters must be an integer >= 0, got {keep_adapters!r}")
-    # A bad URL fails here, before minutes of data preparation.
+    # A bad URL or an unusable SQLite folder fails here, before minutes of data preparation.
     check_url(storage)
+    start_lock = open_start_lock(storage, study_name)
     reporter = reporter or Reporter()
     options = RunOptions(
         study_name=study_name,
@@ -246,9 +259,12 @@ def run_study(
     # The data and the source model are prepared here once; workers then load them from the cache.
     objective = _make_objective(config, options, on_epoch=_epoch_hook(reporter))
     fingerprints = objective.fingerprints()
-    study = _open_study(options, config, worker=0)
-    check_or_store_study_attrs(study, config, fingerprints)
-    enqueue_original_settings(study, config)
+    # Under the lock, so that processes started together on a new study store its attributes
+    # and queue the original settings once.
+    with start_lock:
+        study = _open_study(options, config, worker=0)
+        check_or_store_study_attrs(study, config, fingerprints)
+        enqueue_original_settings(study, config)
     data_summary = {"source": objective.context.source_data.report, "target": objective.context.target_data.report}
     write_study_note(study, config.to_dict(), data_summary)
 
@@ -257,7 +273,9 @@ def run_study(
     interrupted = False
     try:
         if jobs == 1:
-            interrupted = _work(study, objective, options, reporter, deadline=_deadline(options, started))
+            interrupted = _work(
+                study, objective, options, reporter, deadline=_deadline(options, started), start_lock=start_lock
+            )
         else:
             interrupted = _run_workers(study, options, jobs, threads, reporter, deadline=_deadline(options, started))
     finally:
@@ -413,35 +431,117 @@ def enqueue_original_settings(study: optuna.Study, config: StudyConfig) -> None:
 
 
 def _work(
-    study: optuna.Study, objective: Objective, options: RunOptions, reporter: Reporter, *, deadline: float | None
+    study: optuna.Study,
+    objective: Objective,
+    options: RunOptions,
+    reporter: Reporter,
+    *,
+    deadline: float | None,
+    start_lock: StartLock,
+    current_trial=None,
+    stop=None,
 ) -> bool:
-    """Run trials one at a time until the study contains enough finished trials; True if interrupted."""
+    """Run trials one at a time until the study contains enough finished trials; True if interrupted.
+
+    `current_trial` is a shared ``multiprocessing.Value`` that receives the id of each trial
+    as it starts, so that the parent of a worker can fail the trial if it has to end the worker.
+    A set `stop` event (``multiprocessing.Event``) ends the loop like a Ctrl-C.
+    """
     callbacks = [_progress_callback(reporter)]
+    interrupts = _DeferredInterrupt()
+
+    def run_trial(trial: optuna.Trial) -> float:
+        # The trial is RUNNING now and counts for every other worker.
+        start_lock.release()
+        objective.current_trial_id = trial._trial_id
+        if current_trial is not None:
+            current_trial.value = trial._trial_id
+        try:
+            # A Ctrl-C that came while Optuna started the trial is raised here, where Optuna
+            # marks the trial FAIL and stops its heartbeat thread.
+            interrupts.allow()
+            return objective(trial)
+        finally:
+            interrupts.defer()
+
+    interrupts.install()
     try:
         while True:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             if deadline is not None and time.monotonic() >= deadline:
                 logger.info("timeout reached; no new trial is started")
                 return False
-            _fail_stale_trials(study)
-            counts = TrialCounts.of(study.get_trials(deepcopy=False))
-            if counts.finished >= options.trials:
-                return False
-            if counts.finished + counts.running >= options.trials:
-                # Trials of other workers, or of a worker that died and is not yet stale, may
-                # still end as FAIL and leave a slot to fill.
-                time.sleep(_WAIT_POLL_S)
-                continue
-            objective.current_trial_id = None
-            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=())
+            interrupts.defer()
+            with start_lock:
+                _fail_stale_trials(study)
+                counts = TrialCounts.of(study.get_trials(deepcopy=False))
+                if counts.finished >= options.trials:
+                    return False
+                if counts.finished + counts.running < options.trials:
+                    objective.current_trial_id = None
+                    # Optuna's ask creates the trial (or starts a queued one) before it calls
+                    # run_trial, which releases the lock.
+                    study.optimize(run_trial, n_trials=1, callbacks=callbacks, catch=())
+                    interrupts.allow()
+                    continue
+            interrupts.allow()
+            # Trials of other workers, or of a worker that died and is not yet stale, may still
+            # end as FAIL and leave a slot to fill.
+            time.sleep(_WAIT_POLL_S)
     except KeyboardInterrupt:
-        # A terminal's Ctrl-C reaches the workers directly and again through the parent of
-        # --jobs workers; a second SIGINT must not cut the clean-up short.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            _close_interrupted_trial(study, objective.current_trial_id)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        # The handler ignores further SIGINTs (a terminal's Ctrl-C reaches --jobs workers
+        # directly and again through their parent), so the clean-up runs to its end.
+        start_lock.release()
+        _close_interrupted_trial(study, objective.current_trial_id)
         return True
+    finally:
+        interrupts.restore()
+
+
+class _DeferredInterrupt:
+    """SIGINT handler of `_work` that raises KeyboardInterrupt only where a trial can be closed.
+
+    While Optuna creates a trial, starts its heartbeat thread or stores the result, a
+    KeyboardInterrupt would leave the trial RUNNING, and a heartbeat thread that was started
+    but not stopped keeps the process from exiting. In those steps (between `defer` and
+    `allow`) the handler only records the signal, and `allow` raises it. After the first
+    SIGINT the handler ignores further ones until `restore`. Outside the main thread, where
+    Python allows no signal handler, nothing is installed and Ctrl-C acts as before.
+    """
+
+    def __init__(self) -> None:
+        self._deferring = False
+        self._pending = False
+        self._previous = None
+        self._installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+
+    def restore(self) -> None:
+        if self._installed:
+            # getsignal gives None for a handler that was not set from Python.
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
+
+    def defer(self) -> None:
+        self._deferring = True
+
+    def allow(self) -> None:
+        self._deferring = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+    def _handle(self, signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self._deferring:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
 
 
 def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:
@@ -538,16 +638,23 @@ def _run_workers(
     worker_options = dataclasses.replace(options, timeout=remaining)
     context = multiprocessing.get_context("spawn")
     config_dict = study.user_attrs[STUDY_ATTR]["config"]
+    # The id of the trial each worker runs (-1: none yet), for failing it if the worker is ended.
+    current_trials = [context.Value("q", -1, lock=False) for _ in range(jobs)]
+    # Set on Ctrl-C: a worker that ignored the SIGINT while it started stops before its next trial.
+    stop = context.Event()
     processes = [
-        context.Process(target=_worker_main, args=(config_dict, worker_options, index, threads), name=f"adaptsearch-worker-{index}")
+        context.Process(
+            target=_worker_main,
+            args=(config_dict, worker_options, index, threads, current_trials[index - 1], stop),
+            name=f"adaptsearch-worker-{index}",
+        )
         for index in range(1, jobs + 1)
     ]
-    for process in processes:
-        process.start()
-    logger.info("started %d worker processes with %d torch threads each", jobs, threads)
 
     interrupted = False
     try:
+        _start_with_sigint_ignored(processes)
+        logger.info("started %d worker processes with %d torch threads each", jobs, threads)
         while any(process.is_alive() for process in processes):
             trials = study.get_trials(deepcopy=False)
             counts = TrialCounts.of(trials)
@@ -555,10 +662,8 @@ def _run_workers(
             time.sleep(_WAIT_POLL_S)
     except KeyboardInterrupt:
         interrupted = True
-        logger.warning("interrupted; asking the workers to finish their current trial as FAIL")
-        for process in processes:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
+        stop.set()
+        _stop_workers(study, processes, current_trials)
     for process in processes:
         process.join()
     failed = [process.name for process in processes if process.exitcode not in (0, _INTERRUPTED_EXIT)]
@@ -567,11 +672,85 @@ def _run_workers(
     return interrupted or any(process.exitcode == _INTERRUPTED_EXIT for process in processes)
 
 
+def _start_with_sigint_ignored(processes: list) -> None:
+    """Start `processes` with SIGINT ignored, so that each starts ignoring it too.
+
+    A spawned worker imports torch and Optuna before `_worker_main` runs, and a Ctrl-C in that
+    time would end it with a traceback. An ignored signal stays ignored across exec, and Python
+    then installs no KeyboardInterrupt handler. `_worker_main` installs its own, and checks the
+    stop event for a Ctrl-C that it missed. Blocking the signal instead is not enough, because
+    threads of native libraries in the worker may unblock it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(study: optuna.Study, processes: list, current_trials: list) -> None:
+    """Interrupt the workers, wait for them, and end any that do not stop in time.
+
+    A terminal's Ctrl-C reaches the workers already, since they share this process group. The
+    SIGINT sent here reaches them when this process alone was interrupted, and a worker ignores
+    a second one. A worker still alive after `_WORKER_STOP_GRACE_S` is terminated, and the trial
+    it was running is marked FAIL and queued again here.
+    """
+    logger.warning("interrupted; asking the workers to finish their current trial as FAIL")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        stop_by = time.monotonic() + _WORKER_STOP_GRACE_S
+        for process, current in zip(processes, current_trials):
+            process.join(timeout=max(0.0, stop_by - time.monotonic()))
+            if not process.is_alive():
+                continue
+            logger.warning("worker %s did not stop within %.0f s; terminating it", process.name, _WORKER_STOP_GRACE_S)
+            process.terminate()
+            process.join(timeout=5.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            if current.value >= 0 and study._storage.get_trial(current.value).state == TrialState.RUNNING:
+                _close_interrupted_trial(study, current.value)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _INTERRUPTED_EXIT = 130
 
 
-def _worker_main(config_dict: dict, options: RunOptions, index: int, threads: int) -> None:
-    """Entry point of a worker process: load the study and run trials until the count is reached."""
+def _interrupt_once(signum, frame) -> None:
+    """SIGINT handler of a worker: raise KeyboardInterrupt once, then ignore further SIGINTs.
+
+    A terminal's Ctrl-C and the parent's forwarded SIGINT both reach a worker. The second one
+    must not interrupt Optuna while it stores the interrupted trial as FAIL.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _worker_main(
+    config_dict: dict, options: RunOptions, index: int, threads: int, current_trial=None, stop=None
+) -> None:
+    """Entry point of a worker process: load the study and run trials until the count is reached.
+
+    A Ctrl-C at any point ends the worker with exit code 130 and no traceback. `stop` is the
+    parent's ``multiprocessing.Event``, set when the parent was interrupted.
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        interrupted = _prepare_and_work(config_dict, options, index, threads, current_trial, stop)
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        raise SystemExit(_INTERRUPTED_EXIT)
+
+
+def _prepare_and_work(config_dict: dict, options: RunOptions, index: int, threads: int, current_trial, stop) -> bool:
     import torch
 
     torch.set_num_threads(threads)
@@ -581,8 +760,19 @@ def _worker_main(config_dict: dict, options: RunOptions, index: int, threads: in
     logging.getLogger("optuna").setLevel(logging.ERROR)
     config = StudyConfig.from_dict(config_dict, base_dir="/")
     objective = _make_objective(config, options)
+    # The data and source model are loaded before the first trial, so that the trial is not
+    # RUNNING while the worker is still reading caches.
+    objective.context  # noqa: B018 - the property loads and keeps the context
+    start_lock = open_start_lock(options.storage, options.study_name)
     study = _open_study(options, config, worker=index)
     started = time.monotonic()
-    interrupted = _work(study, objective, options, Reporter(), deadline=_deadline(options, started))
-    if interrupted:
-        raise SystemExit(_INTERRUPTED_EXIT)
+    return _work(
+        study,
+        objective,
+        options,
+        Reporter(),
+        deadline=_deadline(options, started),
+        start_lock=start_lock,
+        current_trial=current_trial,
+        stop=stop,
+    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 
 import optuna
 import pytest
 
 from adapters.errors import StudyError
-from search.storage import check_study_exists, check_url, open_storage, redact_url, sqlite_path
+from search.storage import check_study_exists, check_url, open_start_lock, open_storage, redact_url, sqlite_path
 
 
 @pytest.mark.parametrize(
@@ -97,3 +99,56 @@ def test_heartbeat_configured(tmp_path):
 def test_redact_url_hides_password():
     # Passwords never reach messages or exported files.
     assert "secret" not in redact_url("postgresql://user:secret@host/db")
+
+
+def _second_holder_waits(first, second) -> None:
+    acquired = threading.Event()
+
+    def take_second() -> None:
+        second.acquire()
+        acquired.set()
+        second.release()
+
+    first.acquire()
+    thread = threading.Thread(target=take_second)
+    thread.start()
+    try:
+        # While the first lock is held, a second holder of the same study waits.
+        assert not acquired.wait(0.3)
+    finally:
+        first.release()
+    thread.join(timeout=10)
+    # Once it is released, the second holder gets the lock.
+    assert acquired.is_set()
+
+
+def test_start_lock_sqlite_excludes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new' / 'a.db'}"
+
+    first, second = open_start_lock(url, "s"), open_start_lock(url, "s")
+
+    # The lock file is created beside the database, in the folder created for it.
+    assert (tmp_path / "new" / "a.db.lock").is_file()
+    _second_holder_waits(first, second)
+    # Releasing a lock that is not held does nothing.
+    first.release()
+
+
+def test_start_lock_postgres_excludes():
+    url = os.environ.get("ADAPTSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ADAPTSEARCH_TEST_POSTGRES_URL is not set; .ci/run starts a PostgreSQL server and sets it")
+
+    _second_holder_waits(open_start_lock(url, "lock-test"), open_start_lock(url, "lock-test"))
+
+
+def test_sqlite_url_naming_folder(tmp_path):
+    # A folder where the database file should be is reported as such, not as a server problem.
+    with pytest.raises(StudyError, match="names the folder"):
+        open_storage(f"sqlite:///{tmp_path}", create=True)
+
+
+def test_missing_driver_named():
+    # The message names the driver of the URL and its pip package.
+    with pytest.raises(StudyError, match=r"driver pymysql is missing .*pip install PyMySQL"):
+        open_storage("mysql+pymysql://user@127.0.0.1:1/db", create=False)

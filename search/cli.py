@@ -8,9 +8,11 @@ non-zero exit code; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Annotated, Optional
 
+import optuna
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -50,15 +52,45 @@ def _main_options(
     ] = None,
 ) -> None:
     _state["debug"] = debug
+    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=True)
+    handler.addFilter(_DropInterruptedTrialLogs())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
+        handlers=[handler],
         force=True,
     )
     # Optuna logs one INFO line per trial; the progress display shows the same facts.
     logging.getLogger("optuna").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Optuna's records go through the handler above instead of Optuna's own, which lacks the filter.
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+class _DropInterruptedTrialLogs(logging.Filter):
+    """Drop Optuna's two warnings about a trial that Ctrl-C ended.
+
+    Optuna logs such a trial as failed, with the KeyboardInterrupt traceback, and then logs its
+    value. The run reports the interruption itself; the warnings of real failures pass.
+    """
+
+    _FAILED = re.compile(r"Trial (\d+) failed ")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._interrupted: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("optuna"):
+            return True
+        match = self._FAILED.match(record.getMessage())
+        if match is None:
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self._interrupted.add(match.group(1))
+            return False
+        return match.group(1) not in self._interrupted
 
 
 def _register_commands() -> None:

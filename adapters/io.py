@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from adapters.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
@@ -20,10 +22,28 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator
 
     The caller writes the whole file (or folder) at the yielded path. If the block raises,
     the temporary is removed and `target` is left as it was.
+
+    Raises
+    ------
+    DataError
+        If the folder of `target` cannot be created or written to; the message names the
+        path and the reason.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=target.parent)
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"cannot create the folder {folder} for {target}: {os_error_reason(folder, error)}; "
+            "pass a path in a writable folder"
+        ) from None
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=folder)
+    except OSError as error:
+        raise DataError(
+            f"cannot write {target}: {error.strerror or error}; pass a path in a writable folder"
+        ) from None
     os.close(handle)
     temporary = Path(name)
     temporary.unlink()
@@ -57,3 +77,13 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `target` so that readers see the old file or the whole new one."""
     with atomic_path(target) as temporary:
         temporary.write_bytes(data)
+
+
+def os_error_reason(path: Path, error: OSError) -> str:
+    """Return why the folder `path` could not be created: a file in the way, or the OS error text."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{part} is a file, not a folder"
+            break
+    return error.strerror or str(error)

@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 import yaml
 
-from adapters.datasets import DatasetConfig
+from adapters.datasets import DatasetConfig, yaml_error_line
 from adapters.errors import ConfigError, StudyError
 from adapters.params import SourceModelConfig, TrainConfig
 from search.pruner import NegativeCorrelationPruner
@@ -146,10 +146,15 @@ class StudyConfig:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"study config {path} not found; pass an existing YAML file to --config") from None
+        except IsADirectoryError:
+            raise ConfigError(f"study config {path} is a folder; pass a YAML file to --config") from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+            raise ConfigError(f"cannot read study config {path}: {reason}") from None
         try:
             mapping = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise ConfigError(f"study config {path} is not valid YAML: {error}") from None
+            raise ConfigError(f"study config {path} is not valid YAML: {yaml_error_line(error)}") from None
         return cls.from_dict(mapping, path.resolve().parent, space_path=space_path, default_space=default_space)
 
     def to_dict(self) -> dict[str, Any]:

@@ -158,3 +158,21 @@ def test_run_bad_storage_before_data(tiny_world, tmp_path):
     # An unsupported storage URL is rejected before any data is prepared.
     assert isinstance(result.exception, StudyError)
     assert not (tmp_path / "cache").exists()
+
+
+def test_interrupted_trial_warnings_dropped():
+    import logging
+
+    from search.cli import _DropInterruptedTrialLogs
+
+    def record(message: str, error: BaseException | None) -> logging.LogRecord:
+        exc_info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord("optuna.study._optimize", logging.WARNING, __file__, 1, message, (), exc_info)
+
+    drop = _DropInterruptedTrialLogs()
+    # Both of Optuna's warnings about a trial that Ctrl-C ended are dropped.
+    assert not drop.filter(record("Trial 3 failed with parameters: {} because of ...", KeyboardInterrupt()))
+    assert not drop.filter(record("Trial 3 failed with value None.", None))
+    # The warnings of a trial that failed for another reason pass.
+    assert drop.filter(record("Trial 4 failed with parameters: {} because of ...", ValueError("bad")))
+    assert drop.filter(record("Trial 4 failed with value None.", None))

@@ -212,6 +212,12 @@ def best(
     from search.export import best_trials, export_params, is_multi_objective, load_study, trial_rows
     from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
 
+    # Both options act on the exported trial, so without --export they would do nothing.
+    if trial is not None and export is None:
+        raise ConfigError(f"--trial {trial} chooses the trial to export and needs --export; add --export params.yaml")
+    if adapters_out is not None and export is None:
+        raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
+
     loaded = load_study(study, storage)
     ranked = best_trials(loaded, top=top)
     shown = list(ranked)
@@ -225,8 +231,6 @@ def best(
     metric_names = loaded.metric_names if is_multi_objective(loaded) else None
     Console().print(_best_table(loaded.study_name, trial_rows(shown), len(loaded.trials), metric_names))
 
-    if adapters_out is not None and export is None:
-        raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
     if export is not None:
         path, exported = export_params(loaded, export, storage_url=storage, trial_number=trial, force=force)
         typer.echo(f"wrote trial {exported.number} ({exported.values[0]:+.4f}) to {path}", err=True)

@@ -16,6 +16,7 @@ import optuna
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from adapters.errors import AdaptSearchError
 from search import __version__
@@ -116,5 +117,5 @@ def main(argv: list[str] | None = None) -> None:
     except AdaptSearchError as error:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

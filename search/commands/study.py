@@ -11,7 +11,7 @@ from rich.table import Table
 
 from adapters.errors import ConfigError
 from search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
-from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL
+from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url
 from search.study import DEFAULT_KEEP_ADAPTERS, DEFAULT_STUDY_NAME
 
 _DATA = "Data"
@@ -141,6 +141,8 @@ def run(
     from search.progress import RichReporter, summary_table
     from search.study import resolve_config, run_study
 
+    # A bad URL fails before the demo world is generated or any data is prepared.
+    check_url(storage)
     study_config = resolve_config(config, studies_dir, space_path=space)
     if multi_objective:
         study_config = study_config.with_objectives(MULTI_OBJECTIVE)

@@ -130,7 +130,7 @@ def run(
         typer.Option(
             "--multi-objective",
             help="Maximise the MOSI-valid correlation and minimise the MOSI-valid MAE together "
-            "(a Pareto front; same as 'objectives: [valid_corr, valid_mae]' in the config). "
+            "(a Pareto front; same as 'objectives: \\[valid_corr, valid_mae]' in the config). "
             "Pruning is off, because Optuna cannot prune multi-objective studies.",
             rich_help_panel=_SEARCH,
         ),

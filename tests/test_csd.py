@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import h5py
@@ -161,6 +162,8 @@ def test_segment_without_frames_is_imputed(tmp_path):
 
 
 def test_video_missing_in_one_file_is_reported(tmp_path, caplog):
+    # Set the level here: other tests (the benchmark smoke runs) raise the "adapters" logger's level.
+    caplog.set_level(logging.WARNING, logger="adapters.csd")
     audio = {"v1": AUDIO["v1"]}
     data = prepare_dataset(build(tmp_path, audio=audio), tmp_path / "cache")
     assert data.report["videos_missing"]["audio"] == ["v2"]

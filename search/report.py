@@ -379,6 +379,11 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
         # Small deterministic offsets keep trials with the same choice apart.
         xs = [position + ((number % 7) - 3) * 0.04 for position, number in zip(positions, numbers)]
         axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
+        if max(len(str(choice)) for choice in choices) > 6:
+            # Long choice names (modality subsets) would overlap when written horizontally.
+            axes.tick_params(axis="x", labelrotation=30)
+            for label in axes.get_xticklabels():
+                label.set_horizontalalignment("right")
     else:
         xs = [trial.params[name] for trial in having]
         if isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log:

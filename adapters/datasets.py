@@ -289,6 +289,26 @@ def yaml_error_line(error: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
+def read_yaml_file(path: Path, what: str, *, missing_hint: str, folder_hint: str) -> Any:
+    """Read and parse a YAML file, raising `ConfigError` that names `what` and `path` on failure.
+
+    The hints finish the messages for a missing path and for a folder given as the file.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found; {missing_hint}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder; {folder_hint}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read {what} {path}: {reason}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {path} is not valid YAML: {yaml_error_line(error)}") from None
+
+
 def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
     """Read dataset sections from a YAML file.
 
@@ -302,17 +322,12 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         Section name (the dataset's own name for a single section) to its description.
     """
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"dataset file {path} not found; check the path") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a folder; pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"cannot read dataset file {path}: {reason}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"dataset file {path} is not valid YAML: {yaml_error_line(error)}") from None
+    document = read_yaml_file(
+        path,
+        "dataset file",
+        missing_hint="check the path",
+        folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
+    )
     if not isinstance(document, Mapping):
         raise ConfigError(f"dataset file {path} must hold a mapping, got {type(document).__name__}")
     base_dir = path.resolve().parent

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from adapters.datasets import DatasetConfig, yaml_error_line
+from adapters.datasets import DatasetConfig, read_yaml_file
 from adapters.errors import ConfigError, StudyError
 from adapters.params import SourceModelConfig, TrainConfig
 from search.pruner import NegativeCorrelationPruner
@@ -142,19 +141,12 @@ class StudyConfig:
     ) -> StudyConfig:
         """Read and validate a study config file."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"study config {path} not found; pass an existing YAML file to --config") from None
-        except IsADirectoryError:
-            raise ConfigError(f"study config {path} is a folder; pass a YAML file to --config") from None
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-            raise ConfigError(f"cannot read study config {path}: {reason}") from None
-        try:
-            mapping = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"study config {path} is not valid YAML: {yaml_error_line(error)}") from None
+        mapping = read_yaml_file(
+            path,
+            "study config",
+            missing_hint="pass an existing YAML file to --config",
+            folder_hint="pass a YAML file to --config",
+        )
         return cls.from_dict(mapping, path.resolve().parent, space_path=space_path, default_space=default_space)
 
     def to_dict(self) -> dict[str, Any]:

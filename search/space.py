@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from adapters.datasets import yaml_error_line
+from adapters.datasets import read_yaml_file
 from adapters.errors import ConfigError
 from adapters.io import atomic_write_text
 from adapters.params import TrainConfig
@@ -176,19 +175,12 @@ class SearchSpace:
     def from_file(cls, path: str | Path) -> SearchSpace:
         """Read and validate a space file (YAML)."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"search space file {path} not found; pass an existing YAML file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"search space file {path} is a folder; pass a YAML file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-            raise ConfigError(f"cannot read search space file {path}: {reason}") from None
-        try:
-            mapping = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"search space file {path} is not valid YAML: {yaml_error_line(error)}") from None
+        mapping = read_yaml_file(
+            path,
+            "search space file",
+            missing_hint="pass an existing YAML file",
+            folder_hint="pass a YAML file",
+        )
         return cls.from_dict(mapping, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

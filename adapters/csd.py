@@ -61,7 +61,7 @@ class CsdFile:
                 )
             widths.setdefault(shape[1], video)
         if not widths:
-            raise DataError(f"{self.path}: group /{self.root}/data holds no videos; the file is empty")
+            raise DataError(f"{self.path}: group /{self.root}/data contains no videos; the file is empty")
         if len(widths) > 1:
             listed = ", ".join(f"{width} (video {video!r})" for width, video in sorted(widths.items()))
             raise DataError(f"{self.path}: videos have different feature widths: {listed}")

@@ -148,7 +148,7 @@ class DatasetConfig:
     labels : str or None
         Label ``.csd`` file (csd format); one row per labelled segment.
     label_column : int
-        Column of the label file that holds sentiment in [-3, 3] (0 in MOSEI "All Labels").
+        Column of the label file that contains sentiment in [-3, 3] (0 in MOSEI "All Labels").
     roots : dict of str to str
         Modality or ``"labels"`` to the root group name in its file; a file not named here
         must have exactly one top-level group.
@@ -329,7 +329,7 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
     )
     if not isinstance(document, Mapping):
-        raise ConfigError(f"dataset file {path} must hold a mapping, got {type(document).__name__}")
+        raise ConfigError(f"dataset file {path} must contain a mapping (one dataset section, or sections such as source: and target:), got {type(document).__name__}")
     base_dir = path.resolve().parent
     if "modalities" in document:
         config = DatasetConfig.from_dict(document, base_dir)
@@ -340,5 +340,5 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         if isinstance(value, Mapping) and "modalities" in value
     }
     if not sections:
-        raise ConfigError(f"dataset file {path} holds no dataset section (a mapping with 'modalities')")
+        raise ConfigError(f"dataset file {path} contains no dataset section (a mapping with 'modalities')")
     return sections

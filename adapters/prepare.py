@@ -212,8 +212,8 @@ def _read_table(config: DatasetConfig) -> SegmentTable:
     if config.format == "csd":
         from adapters.csd import pool_csd_dataset
 
-        # The per-video products are small, so BLAS threads only wait on each other; on a
-        # busy 2-core machine one thread pooled a 400 MB file several times faster.
+        # The per-video products are small, so BLAS threads mostly wait on each other. On a
+        # lightly loaded 2-core machine one thread pooled a 400 MB file in 1.2 s against 1.5 s.
         with threadpool_limits(limits=1, user_api="blas"):
             return pool_csd_dataset(config)
     from adapters.pickles import read_pickle_dataset

@@ -215,8 +215,8 @@ class StartLock:
     moment the new trial is RUNNING, never during training, and the operating system or the
     database server releases it when its process dies.
 
-    This base class is the lock of the in-memory storage, whose study only one process sees:
-    it does nothing. `release` may be called when the lock is not held.
+    This base class is the lock of the in-memory storage. It does nothing, because only one
+    process can open such a study. `release` may be called when the lock is not held.
     """
 
     def acquire(self) -> None:

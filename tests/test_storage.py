@@ -66,7 +66,7 @@ def test_sqlite_uses_wal(tmp_path):
 
 
 def test_missing_sqlite_file_without_create(tmp_path):
-    # Reading commands do not create a database; a missing file tells the user to run the search first.
+    # Reading commands do not create a database. The error for a missing file asks the user to run the search first.
     with pytest.raises(StudyError, match="not found.*adaptsearch run"):
         open_storage(f"sqlite:///{tmp_path / 'none.db'}", create=False)
     assert not (tmp_path / "none.db").exists()

@@ -27,8 +27,9 @@ def test_kill_workers_script(tmp_path):
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_ctrl_c_leaves_no_running_trial(tiny_world, tmp_path, jobs):
-    # Long trials (40 epochs), so that the interrupt lands inside one.
-    config = write_quick_config(tmp_path, tiny_world, epochs=40)
+    # Trials of many seconds (3000 epochs), so that the interrupt lands inside one: with 40
+    # epochs a trial seen RUNNING could end before the signal arrived.
+    config = write_quick_config(tmp_path, tiny_world, epochs=3000)
     storage = f"sqlite:///{tmp_path / 'studies' / 'adaptsearch.db'}"
     args = ["run", "--config", str(config), "--trials", "50", "--storage", storage,
             "--studies-dir", str(tmp_path / "studies"), "--jobs", str(jobs)]

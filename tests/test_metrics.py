@@ -2,8 +2,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import f1_score
 
-from adapters.metrics import Metrics, compute_metrics
+from adapters.metrics import Metrics, compute_metrics, weighted_f1
 
 
 def test_metrics_hand_computed():
@@ -97,3 +100,16 @@ def test_metrics_nonfinite_predictions_degenerate():
     # Error metrics are infinite rather than NaN.
     assert metrics.mae == float("inf")
     assert metrics.acc2_nonneg == 0.0
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60),
+)
+@settings(max_examples=200, deadline=None)
+def test_weighted_f1_matches_scikit_learn(pairs):
+    labels = np.array([label for label, _ in pairs])
+    pred = np.array([prediction for _, prediction in pairs])
+
+    expected = f1_score(labels, pred, average="weighted", zero_division=0)
+
+    assert weighted_f1(labels, pred) == pytest.approx(expected, abs=1e-12)

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SOURCE_MODEL",
     "NORMS",
     "OBJECTIVES",
+    "OBJECTIVE_SETTINGS",
     "ORIGINAL_SETTINGS",
     "RunParams",
     "SourceModelConfig",
@@ -36,6 +37,13 @@ __all__ = [
 ]
 
 OBJECTIVES = ("prototype-mse", "sinkhorn", "moments")
+# TrainConfig fields that only some objectives read, by objective. The others ignore them, so
+# a search samples them only in trials whose objective reads them.
+OBJECTIVE_SETTINGS: dict[str, frozenset[str]] = {
+    "prototype-mse": frozenset({"n_clusters", "prototype_samples"}),
+    "sinkhorn": frozenset({"n_clusters", "prototype_samples", "sinkhorn_reg", "sinkhorn_iterations"}),
+    "moments": frozenset(),
+}
 NORMS = ("layer", "batch", "none")
 
 

@@ -138,7 +138,8 @@ class Objective:
         # trials are never pruned and report nothing, because Optuna supports neither for them.
         multi = self.config.multi_objective
         may_prune = not multi and trial.user_attrs.get(ORIGIN_ATTR) != ORIGINAL_SETTINGS_ORIGIN
-        train_config = self.config.train_config(self.config.space.suggest(trial))
+        base = self.config.base_train_config()
+        train_config = self.config.train_config(self.config.space.suggest(trial, objective=base.objective))
         trial.set_user_attr(TRAIN_CONFIG_ATTR, jsonable(train_config.to_dict()))
         context = self.context_for(train_config.modalities)
 

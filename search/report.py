@@ -247,6 +247,14 @@ def _importance_figure(study: optuna.Study, complete: list[FrozenTrial], report:
         report.messages.append("parameter importances are empty: no parameter varied across complete trials")
         return None
     report.importances = {name: float(value) for name, value in importances.items()}
+    # Optuna rates only parameters that every complete trial has; a conditional one such as
+    # n_clusters (not sampled with the moments objective) is left out.
+    partial = sorted({name for trial in complete for name in trial.params} - set(importances))
+    if partial:
+        report.messages.append(
+            f"left out of the importances: {', '.join(partial)}, sampled in only some complete trials; "
+            "see their slice plots"
+        )
 
     names = list(importances)[::-1]
     values = [importances[name] for name in names]

@@ -10,6 +10,10 @@ names to one of:
   (see `search.subsets`),
 - ``{fixed: VALUE}`` or a bare scalar or list, which every trial uses unchanged.
 
+Settings that only some alignment objectives read (`adapters.params.OBJECTIVE_SETTINGS`,
+such as ``n_clusters``) are sampled only in trials whose objective reads them; a trial with
+``objective: moments`` has no ``n_clusters`` parameter.
+
 Every entry is checked when the file is loaded: unknown keys, wrong types, ``low > high``,
 a log range that touches 0, an empty or duplicated choice list, and values that
 `TrainConfig.from_dict` itself rejects all raise `ConfigError` naming the parameter.
@@ -28,6 +32,7 @@ import optuna
 
 from adapters.datasets import read_yaml_file
 from adapters.errors import ConfigError
+from adapters.params import OBJECTIVE_SETTINGS
 from adapters.io import atomic_write_text
 from adapters.params import TrainConfig
 from search.subsets import FIELD as SUBSET_FIELD
@@ -189,9 +194,22 @@ class SearchSpace:
         entries.update({name: {"fixed": _plain(value)} for name, value in self.fixed.items()})
         return {"parameters": entries}
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Sample every open parameter on `trial`; return the sampled values by field name."""
-        return {name: param.suggest(trial, name) for name, param in self.params.items()}
+    def suggest(self, trial: optuna.Trial, *, objective: str) -> dict[str, Any]:
+        """Sample the open parameters on `trial`; return the sampled values by field name.
+
+        `objective` is the trial's alignment objective where the space does not sample it.
+        The objective is sampled first, and a setting that only other objectives read is not
+        sampled at all.
+        """
+        sampled: dict[str, Any] = {}
+        if "objective" in self.params:
+            sampled["objective"] = self.params["objective"].suggest(trial, "objective")
+        reads = OBJECTIVE_SETTINGS.get(sampled.get("objective", objective), frozenset())
+        ignored = frozenset().union(*OBJECTIVE_SETTINGS.values()) - reads
+        for name, param in self.params.items():
+            if name not in sampled and name not in ignored:
+                sampled[name] = param.suggest(trial, name)
+        return sampled
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """Return the Optuna distribution of every open parameter."""

@@ -85,13 +85,37 @@ def test_suggest_stays_in_range():
 
     for _ in range(30):
         trial = study.ask()
-        sampled = space.suggest(trial)
+        sampled = space.suggest(trial, objective=TrainConfig().objective)
         study.tell(trial, 0.0)
 
         # Every sampled value lies in its parameter's range and makes a valid TrainConfig.
         for name, value in sampled.items():
             assert space.params[name].contains(value), (name, value)
         TrainConfig.from_dict({**space.fixed, **sampled})
+
+
+def test_n_clusters_sampled_only_for_prototype_objectives():
+    space = load_space(PACKAGED_SPACE_FILE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        sampled = space.suggest(trial, objective="prototype-mse")
+        study.tell(trial, 0.0)
+        seen.add(sampled["objective"])
+        # Moments matching reads no prototypes, so its trials carry no cluster count.
+        assert ("n_clusters" in sampled) == (sampled["objective"] != "moments"), sampled
+        assert set(trial.params) == set(sampled)
+    assert seen == {"prototype-mse", "sinkhorn", "moments"}
+
+
+def test_fixed_objective_decides_which_settings_are_sampled():
+    space = SearchSpace.from_dict({"parameters": {"n_clusters": {"type": "int", "low": 4, "high": 8}}})
+    study = optuna.create_study()
+
+    assert space.suggest(study.ask(), objective="moments") == {}
+    assert set(space.suggest(study.ask(), objective="sinkhorn")) == {"n_clusters"}
 
 
 def test_default_space_matches_brief_ranges():

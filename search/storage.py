@@ -8,9 +8,12 @@ relative to the working folder), PostgreSQL (``postgresql://...``, needs psycopg
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import hashlib
 import logging
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +22,9 @@ import optuna
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
 from sqlalchemy.pool import NullPool
 
 from adapters.errors import StudyError
@@ -132,16 +137,42 @@ def open_storage(
         engine_kwargs["pool_pre_ping"] = True
 
     with _storage_errors(url):
-        with warnings.catch_warnings():
-            # Optuna 5.1 flags the heartbeat arguments as experimental on every call.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=stale_trial_callback,
-            )
+        attempt = 1
+        while True:
+            try:
+                with warnings.catch_warnings():
+                    # Optuna 5.1 flags the heartbeat arguments as experimental on every call.
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=stale_trial_callback,
+                    )
+            except (IntegrityError, OperationalError) as error:
+                if attempt == _SETUP_ATTEMPTS or not _lost_setup_race(error):
+                    raise
+                logger.debug("storage set-up raced another process (%s); retrying", _first_line(error))
+                time.sleep(0.1 * attempt)
+                attempt += 1
+
+
+# Attempts at opening a storage whose tables another process is creating at the same moment.
+_SETUP_ATTEMPTS = 5
+
+
+def _lost_setup_race(error: SQLAlchemyError) -> bool:
+    """True for the errors of two processes creating Optuna's tables in one new database at once.
+
+    Opening an RDB storage creates the tables that are missing and inserts Optuna's schema
+    version rows. Two processes that both find them missing (workers started together on a new
+    SQLite file, or a worker and a reader) both try, and the slower one fails on a table that
+    now exists or on a duplicate version row. Opening again then finds everything in place.
+    """
+    if isinstance(error, IntegrityError):
+        return True
+    return "already exists" in str(error)
 
 
 def sqlite_database(url: str, *, create: bool) -> Path:
@@ -302,6 +333,70 @@ class _ServerStartLock(StartLock):
             logger.debug("releasing the start lock failed: %s", _first_line(error))
         finally:
             connection.close()
+
+
+def record_first_heartbeat(study: optuna.Study, trial_id: int) -> None:
+    """Record the heartbeat of a trial this process has just started, before it releases its start lock.
+
+    Optuna records a trial's first heartbeat from a thread that starts after the trial is
+    RUNNING. Recording one here, while the start lock is held, means that a RUNNING trial
+    without a heartbeat seen under the lock belongs to a process that died in between (see
+    `fail_trials_without_heartbeat`).
+    """
+    storage = study._storage
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial_id)
+
+
+def fail_trials_without_heartbeat(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials that never recorded a heartbeat and started over a grace period ago.
+
+    Optuna's stale-trial rule looks only at trials that have a heartbeat. A worker killed
+    after creating its trial and before the first heartbeat would leave the trial RUNNING
+    for ever, and the other workers would wait for it to end. Call this while holding the
+    study's `StartLock`. The failed trials go to the storage's stale-trial callback like
+    Optuna's own stale trials (which queues them again). Returns the failed trial numbers.
+    """
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
+        return []
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return []
+    grace = backend.grace_period if backend.grace_period is not None else 2 * backend.heartbeat_interval
+    # Optuna stamps datetime_start with the clock of the process that started the trial.
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+    running = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trial.datetime_start is not None and trial.datetime_start < cutoff
+    ]
+    if not running:
+        return []
+    query = sqlalchemy.text("SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids").bindparams(
+        sqlalchemy.bindparam("ids", expanding=True)
+    )
+    with backend.engine.connect() as connection:
+        beating = {row[0] for row in connection.execute(query, {"ids": [trial._trial_id for trial in running]})}
+    failed = []
+    for trial in running:
+        if trial._trial_id in beating:
+            continue
+        try:
+            changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            changed = False
+        if changed:
+            failed.append(trial)
+            logger.warning(
+                "trial %d has been RUNNING for over %d s without a heartbeat (its worker died as it started); marked FAIL",
+                trial.number, grace,
+            )
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        for trial in failed:
+            callback(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+    return [trial.number for trial in failed]
 
 
 def open_start_lock(url: str, study_name: str) -> StartLock:

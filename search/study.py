@@ -43,8 +43,10 @@ from search.storage import (
     DEFAULT_STORAGE_URL,
     StartLock,
     check_url,
+    fail_trials_without_heartbeat,
     open_start_lock,
     open_storage,
+    record_first_heartbeat,
 )
 from search.space import ensure_space_file, load_space
 from search.subsets import encode_settings
@@ -451,7 +453,10 @@ def _work(
     interrupts = _DeferredInterrupt()
 
     def run_trial(trial: optuna.Trial) -> float:
-        # The trial is RUNNING now and counts for every other worker.
+        # The trial is RUNNING now and counts for every other worker. With its first heartbeat
+        # stored before the lock is released, a trial that other workers see RUNNING without
+        # one belongs to a worker that died.
+        record_first_heartbeat(study, trial._trial_id)
         start_lock.release()
         objective.current_trial_id = trial._trial_id
         if current_trial is not None:
@@ -475,6 +480,7 @@ def _work(
             interrupts.defer()
             with start_lock:
                 _fail_stale_trials(study)
+                fail_trials_without_heartbeat(study)
                 counts = TrialCounts.of(study.get_trials(deepcopy=False))
                 if counts.finished >= options.trials:
                     return False

@@ -7,17 +7,18 @@ import signal
 import subprocess
 import sys
 
+import optuna
 import pytest
 
-from tests.reliability_support import REPO, start_cli, trial_census, wait_for_running_trial, worker_env, write_quick_config
+from tests.reliability_support import REPO, cli_command, start_cli, trial_census, wait_for_running_trial, worker_env, write_quick_config
 
 
 def test_kill_workers_script(tmp_path):
     # Three SIGKILLs at random moments, one worker replaced after each; the script checks the
     # study (exact finished count, nothing RUNNING, at most one FAIL per kill) and the caches.
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "kill_search.py"), "--kills", "3", "--trials", "12",
-         "--workers", "2", "--max-delay", "3", "--folder", str(tmp_path), "--timeout", "300"],
+        [sys.executable, str(REPO / "scripts" / "kill_search.py"), "--kills", "3", "--trials", "24",
+         "--workers", "2", "--epochs", "40", "--max-delay", "3", "--folder", str(tmp_path), "--timeout", "300"],
         cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=360,
     )
 
@@ -57,3 +58,28 @@ def test_ctrl_c_leaves_no_running_trial(tiny_world, tmp_path, jobs):
     assert code == 130, output
     assert "run the same command again" in output
     assert "Traceback" not in output, output
+
+
+def test_trial_of_worker_killed_before_first_heartbeat_is_failed_and_rerun(tiny_world, tmp_path):
+    config = write_quick_config(tmp_path, tiny_world)
+    storage = f"sqlite:///{tmp_path / 'studies' / 'adaptsearch.db'}"
+
+    def run(trials: int) -> subprocess.CompletedProcess:
+        args = ["run", "--config", str(config), "--trials", str(trials), "--storage", storage,
+                "--studies-dir", str(tmp_path / "studies"), "--heartbeat-interval", "1"]
+        return subprocess.run(cli_command(*args), cwd=tmp_path, env=worker_env(), capture_output=True, text=True,
+                              timeout=180)
+
+    first = run(1)
+    assert first.returncode == 0, first.stdout + first.stderr
+    # A worker that died between creating its trial and recording the trial's first heartbeat
+    # leaves a RUNNING trial that Optuna's stale-trial rule never looks at.
+    orphan = optuna.load_study(study_name="adaptsearch", storage=storage).ask()
+
+    second = run(2)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    counts, trials = trial_census(storage)
+    assert counts == {"COMPLETE": 2, "FAIL": 1}, counts
+    assert trials[orphan.number].state.name == "FAIL"
+    assert f"trial {orphan.number} has been RUNNING" in second.stdout + second.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import sqlite3
 import threading
@@ -152,3 +154,26 @@ def test_missing_driver_named():
     # The message names the driver of the URL and its pip package.
     with pytest.raises(StudyError, match=r"driver pymysql is missing .*pip install PyMySQL"):
         open_storage("mysql+pymysql://user@127.0.0.1:1/db", create=False)
+
+
+def _open_at_barrier(url: str, barrier) -> str:
+    barrier.wait()
+    try:
+        open_storage(url, create=True)
+    except StudyError as error:
+        return str(error)
+    return "ok"
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
+    # Workers started together on a new file all create Optuna's tables and version rows; the
+    # ones that lose that race open the storage again instead of failing.
+    context = multiprocessing.get_context("spawn")
+    processes = 4
+    with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        for round_number in range(4):
+            url = f"sqlite:///{tmp_path / f'race-{round_number}.db'}"
+            barrier = manager.Barrier(processes)
+            outcomes = list(pool.map(_open_at_barrier, [url] * processes, [barrier] * processes))
+
+            assert outcomes == ["ok"] * processes, outcomes

@@ -121,6 +121,15 @@ def pool_video(
         features = features[used]
         finite = finite[used]
 
+    if not with_std and finite.all():
+        # Fastest path: the plain weighted mean, with no mask and no shift (the shift below
+        # serves the variance only).
+        totals = weights.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values[:] = (weights @ features.astype(np.float64)) / totals
+        values[~has_frames] = np.nan
+        return PooledVideo(values, has_frames, nonfinite)
+
     # Shifting by the video's finite column mean keeps E[x^2] - E[x]^2 exact enough even
     # for OpenFace columns near 1e5; masked cells become 0 and get no weight below.
     x = features.astype(np.float64)

@@ -22,6 +22,7 @@ never reused for it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -178,12 +179,22 @@ def prepare_dataset(config: DatasetConfig, cache_dir: str | Path) -> PreparedDat
         When non-finite input values were excluded or pooled cells were filled with the
         train mean; the message gives the counts per modality.
     """
-    digest = fingerprint(config)
     try:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         reason = "a file of that name exists" if Path(cache_dir).exists() else error.strerror
         raise DataError(f"cannot create the cache folder {cache_dir}: {reason}; pass a writable cache folder") from None
+    if not any(Path(cache_dir).glob(f"{config.name}-*.h5")):
+        # No cache file of this dataset name exists, so the lookup below cannot succeed:
+        # hash the input files in a thread while the frames are pooled, instead of before.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="adaptsearch-hash") as pool:
+            hashing = pool.submit(fingerprint, config)
+            logger.info("preparing dataset %s from %s", config.name, config.folder)
+            table = _read_table(config)
+            digest = hashing.result()
+        return _build_and_write(config, table, digest, Path(cache_dir) / f"{config.name}-{digest[:16]}.h5")
+
+    digest = fingerprint(config)
     path = Path(cache_dir) / f"{config.name}-{digest[:16]}.h5"
     if path.is_file():
         try:
@@ -197,7 +208,11 @@ def prepare_dataset(config: DatasetConfig, cache_dir: str | Path) -> PreparedDat
             logger.warning("rebuilding %s because its stored fingerprint differs from its name", path)
 
     logger.info("preparing dataset %s from %s", config.name, config.folder)
-    table = _read_table(config)
+    return _build_and_write(config, _read_table(config), digest, path)
+
+
+def _build_and_write(config: DatasetConfig, table: SegmentTable, digest: str, path: Path) -> PreparedData:
+    """Split, normalise and cache the pooled `table` under `path`; return the prepared data."""
     data = _build(config, table, digest, path)
     _warn_nonfinite(data)
     write_prepared(data, config)

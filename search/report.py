@@ -247,7 +247,7 @@ def _importance_figure(study: optuna.Study, complete: list[FrozenTrial], report:
         report.messages.append("parameter importances are empty: no parameter varied across complete trials")
         return None
     report.importances = {name: float(value) for name, value in importances.items()}
-    # Optuna rates only parameters that every complete trial has; a conditional one such as
+    # Optuna rates only parameters that every complete trial has. A conditional one such as
     # n_clusters (not sampled with the moments objective) is left out.
     partial = sorted({name for trial in complete for name in trial.params} - set(importances))
     if partial:

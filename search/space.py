@@ -11,7 +11,7 @@ names to one of:
 - ``{fixed: VALUE}`` or a bare scalar or list, which every trial uses unchanged.
 
 Settings that only some alignment objectives read (`adapters.params.OBJECTIVE_SETTINGS`,
-such as ``n_clusters``) are sampled only in trials whose objective reads them; a trial with
+such as ``n_clusters``) are sampled only in trials whose objective reads them. A trial with
 ``objective: moments`` has no ``n_clusters`` parameter.
 
 Every entry is checked when the file is loaded: unknown keys, wrong types, ``low > high``,

@@ -60,7 +60,7 @@ def test_ctrl_c_leaves_no_running_trial(tiny_world, tmp_path, jobs):
     assert "Traceback" not in output, output
 
 
-def test_trial_of_worker_killed_before_first_heartbeat_is_failed_and_rerun(tiny_world, tmp_path):
+def test_trial_without_heartbeat_failed_and_rerun(tiny_world, tmp_path):
     config = write_quick_config(tmp_path, tiny_world)
     storage = f"sqlite:///{tmp_path / 'studies' / 'adaptsearch.db'}"
 

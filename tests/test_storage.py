@@ -165,8 +165,8 @@ def _open_at_barrier(url: str, barrier) -> str:
     return "ok"
 
 
-def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
-    # Workers started together on a new file all create Optuna's tables and version rows; the
+def test_concurrent_first_open_succeeds(tmp_path):
+    # Workers started together on a new file all create Optuna's tables and version rows. The
     # ones that lose that race open the storage again instead of failing.
     context = multiprocessing.get_context("spawn")
     processes = 4

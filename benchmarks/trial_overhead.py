@@ -191,7 +191,8 @@ def measure_components(config, cache_dir: Path, repeats: int) -> list[dict]:
                      **_common.time_repeats(fit, repeats=1 if clusters > 16 else max(1, repeats // 2), warmup=0).to_dict()})
 
     def fit_variant(n_init: int, dtype, threads: int | None, clusters: int = 256) -> None:
-        # The library's row draw and K-means, with another start count, float type or BLAS/OpenMP thread cap.
+        # The library's row draw, then scikit-learn's default K-means (greedy k-means++ seeding) with
+        # another start count, float type or BLAS/OpenMP thread cap.
         from sklearn.cluster import KMeans
         from threadpoolctl import threadpool_limits
 
@@ -204,7 +205,7 @@ def measure_components(config, cache_dir: Path, repeats: int) -> list[dict]:
                 KMeans(n_clusters=k, n_init=n_init, random_state=0).fit(values[rows_used].astype(dtype))
 
     for n_init, dtype, threads in ((4, np.float64, 1), (1, np.float32, 1)):
-        label = f"K-means cold, k=256, n_init={n_init}, {np.dtype(dtype).name}, 1 thread (variant)"
+        label = f"K-means cold, k=256, n_init={n_init}, {np.dtype(dtype).name}, greedy seeding, 1 thread (variant)"
         rows.append({"component": label, "per": "new cluster count",
                      **_common.time_repeats(lambda: fit_variant(n_init, dtype, threads), repeats=1, warmup=0).to_dict()})
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.cluster import KMeans
 
 from adapters import prototypes as prototypes_module
-from adapters.prototypes import clear_memory_cache, fit_prototypes, get_prototypes
+from adapters.prototypes import clear_memory_cache, fit_prototypes, get_prototypes, kmeans_plusplus_centers
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +102,33 @@ def test_get_prototypes_refits_unreadable_file(tmp_path):
     prototypes = get_prototypes(features, cache_dir=tmp_path, **key)
 
     assert prototypes.k == 2
+
+
+def test_kmeans_plusplus_centers_are_distinct_rows_and_seeded():
+    rows = np.random.default_rng(3).normal(size=(300, 12)).astype(np.float32)
+
+    centers = kmeans_plusplus_centers(rows, 40, seed=5)
+
+    assert centers.shape == (40, 12)
+    # Every centre is a row of the input, no row twice.
+    picked = {tuple(center) for center in centers.tolist()}
+    assert len(picked) == 40
+    assert picked <= {tuple(row) for row in rows.tolist()}
+    np.testing.assert_array_equal(centers, kmeans_plusplus_centers(rows, 40, seed=5))
+    assert not np.array_equal(centers, kmeans_plusplus_centers(rows, 40, seed=6))
+
+
+def test_kmeans_plusplus_seeding_finds_separated_blobs():
+    # Eight tight blobs far apart: k-means++ draws far rows with high probability, so the
+    # fitted prototypes sit on the blobs like scikit-learn's own seeding does.
+    rng = np.random.default_rng(0)
+    blob_centres = rng.normal(scale=50.0, size=(8, 20))
+    rows = (blob_centres[rng.integers(0, 8, 800)] + rng.normal(size=(800, 20))).astype(np.float32)
+
+    ours = fit_prototypes(rows, n_clusters=8, samples=800, seed=0)
+    reference = KMeans(n_clusters=8, n_init=4, random_state=0).fit(rows)
+
+    nearest = np.min(np.linalg.norm(blob_centres[:, None, :] - ours.centers.numpy()[None], axis=2), axis=1)
+    assert np.all(nearest < 1.0), nearest
+    ours_inertia = KMeans(n_clusters=8, init=ours.centers.numpy(), n_init=1, max_iter=1).fit(rows).inertia_
+    assert ours_inertia <= 1.01 * reference.inertia_

@@ -10,8 +10,11 @@ both pay for their own K-means fits.
 Reported per run: the best MOSI-valid correlation, the adapter epochs executed (reported
 epochs summed over all trials), complete and pruned trial counts, and wall time. The two runs
 sample the same first trials, then diverge, because the sampler learns from pruned trials
-differently. Adapter epochs are the load-independent measure of the work pruning saves; the
-goal compares them.
+differently, so the run with pruning may also sample longer or shorter trials. A third row
+replays the recorded trials of the run without pruning through the default pruner (see
+`replay_through_pruner`): the same settings in the same order, which isolates what the pruner
+cuts. Adapter epochs are the load-independent measure of the work pruning saves, and the goals
+compare them.
 
 With ``--parallel`` the two runs go to two worker processes at once, each in its own folder
 (it prepares its own data and source model first, outside the timed search). On a 2-core
@@ -39,8 +42,12 @@ NAME = "pruning_payoff"
 NEVER_PRUNE = {"threshold": -1.0, "median_startup_trials": 10**9}
 
 
-def run_search(config, studies_dir: Path, study_name: str, trials: int, seed: int) -> dict:
-    """Run one search from an empty prototype cache; return its summary figures."""
+def run_search(config, studies_dir: Path, study_name: str, trials: int, seed: int, replay_pruner: dict | None = None) -> dict:
+    """Run one search from an empty prototype cache; return its summary figures.
+
+    With `replay_pruner` (pruner settings) the figures also hold, under ``"replay"``, the
+    outcome of `replay_through_pruner` on the search's trials.
+    """
     import optuna
 
     from adapters import prototypes
@@ -52,7 +59,7 @@ def run_search(config, studies_dir: Path, study_name: str, trials: int, seed: in
     summary = run_study(config, trials=trials, seed=seed, storage=storage, study_name=study_name, studies_dir=studies_dir)
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials_done = study.get_trials(deepcopy=False)
-    return {
+    figures = {
         "best_valid_corr": summary.best_value,
         "best_trial": summary.best_number,
         "adapter_epochs": sum(len(trial.intermediate_values) for trial in trials_done),
@@ -62,9 +69,51 @@ def run_search(config, studies_dir: Path, study_name: str, trials: int, seed: in
         "wall_s": summary.wall_seconds,
         "original_settings_corr": summary.baseline_value,
     }
+    if replay_pruner is not None:
+        figures["replay"] = replay_through_pruner(trials_done, replay_pruner)
+    return figures
 
 
-def _arm(label: str, config, studies_dir: Path, trials: int, seed: int, threads: int) -> dict:
+def replay_through_pruner(trials: list, pruner_settings: dict) -> dict:
+    """Run the recorded trials of a search without pruning through the pruner, in their order.
+
+    Training is deterministic for given settings, so a trial run with pruning reports the
+    same per-epoch values as its recorded run until it is pruned. Replaying the recorded
+    values through `NegativeCorrelationPruner` therefore gives exactly what pruning would cut
+    from this sequence of settings, apart from the sampler, which in a real search adapts to
+    the pruned trials. Like the search, the replay never prunes the original-settings trial.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
+    from search.pruner import NegativeCorrelationPruner
+
+    study = optuna.create_study(direction="maximize", pruner=NegativeCorrelationPruner.from_dict(pruner_settings))
+    epochs, complete, pruned, best = 0, 0, 0, None
+    for recorded in sorted(trials, key=lambda trial: trial.number):
+        if recorded.state != TrialState.COMPLETE:
+            continue
+        trial = study.ask()
+        may_prune = recorded.user_attrs.get(ORIGIN_ATTR) != ORIGINAL_SETTINGS_ORIGIN
+        cut = False
+        for step in sorted(recorded.intermediate_values):
+            trial.report(recorded.intermediate_values[step], step)
+            epochs += 1
+            if may_prune and trial.should_prune():
+                cut = True
+                break
+        if cut:
+            study.tell(trial, state=TrialState.PRUNED)
+            pruned += 1
+        else:
+            study.tell(trial, recorded.value)
+            complete += 1
+            best = recorded.value if best is None else max(best, recorded.value)
+    return {"best_valid_corr": best, "adapter_epochs": epochs, "complete": complete, "pruned": pruned}
+
+
+def _arm(label: str, config, studies_dir: Path, trials: int, seed: int, threads: int, replay_pruner: dict | None) -> dict:
     """Prepare the data and source model of `config` under `studies_dir`, then time one search."""
     import torch
 
@@ -73,7 +122,7 @@ def _arm(label: str, config, studies_dir: Path, trials: int, seed: int, threads:
     _common.quiet_logs()
     torch.set_num_threads(threads)
     Objective(config, studies_dir / "cache").context
-    return {"run": label, **run_search(config, studies_dir, label.replace(" ", "-"), trials, seed)}
+    return {"run": label, **run_search(config, studies_dir, label.replace(" ", "-"), trials, seed, replay_pruner)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -93,20 +142,24 @@ def run(args: argparse.Namespace) -> dict:
             source_model=_common.source_model_config(args.quick),
         )
         unpruned_config = dataclasses.replace(pruned_config, pruner=dict(NEVER_PRUNE))
-        arms = [("with pruning", pruned_config), ("without pruning", unpruned_config)]
+        # The search without pruning also replays its trials through the default pruner.
+        arms = [("with pruning", pruned_config, None), ("without pruning", unpruned_config, dict(pruned_config.pruner))]
         if args.parallel:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(len(arms), mp_context=context) as pool:
                 futures = [
-                    pool.submit(_arm, label, config, folder / f"studies-{index}", trials, args.seed, threads)
-                    for index, (label, config) in enumerate(arms)
+                    pool.submit(_arm, label, config, folder / f"studies-{index}", trials, args.seed, threads, replay)
+                    for index, (label, config, replay) in enumerate(arms)
                 ]
                 rows = [future.result() for future in futures]
         else:
             # One folder: the prepared data and source model are built once, before both runs.
-            rows = [_arm(label, config, folder / "studies", trials, args.seed, threads) for label, config in arms]
+            rows = [_arm(label, config, folder / "studies", trials, args.seed, threads, replay) for label, config, replay in arms]
 
     with_pruning, without_pruning = rows
+    replay = without_pruning.pop("replay")
+    rows.append({"run": "replay of the trials without pruning", "best_trial": None, "original_settings_corr": None,
+                 "failed": 0, "wall_s": None, **replay})
     for row in rows:
         row["epochs_per_minute"] = row["adapter_epochs"] / row["wall_s"] * 60 if row["wall_s"] else None
     saved = (
@@ -118,6 +171,14 @@ def run(args: argparse.Namespace) -> dict:
         if with_pruning["best_valid_corr"] is None or without_pruning["best_valid_corr"] is None
         else with_pruning["best_valid_corr"] - without_pruning["best_valid_corr"]
     )
+    replay_saved = (
+        1.0 - replay["adapter_epochs"] / without_pruning["adapter_epochs"] if without_pruning["adapter_epochs"] else None
+    )
+    replay_gap = (
+        None
+        if replay["best_valid_corr"] is None or without_pruning["best_valid_corr"] is None
+        else replay["best_valid_corr"] - without_pruning["best_valid_corr"]
+    )
     goals = [
         _common.goal(
             "pruning runs fewer adapter epochs at no loss of best correlation",
@@ -125,7 +186,16 @@ def run(args: argparse.Namespace) -> dict:
             saved,
             None if saved is None or corr_gap is None else saved >= 0.40 and corr_gap >= -0.01,
             f"measured = share of adapter epochs saved; best corr difference {corr_gap:+.4f}" if corr_gap is not None else "",
-        )
+        ),
+        _common.goal(
+            "the same trials replayed through the pruner",
+            ">= 40% fewer adapter epochs, best corr within 0.01",
+            replay_saved,
+            None if replay_saved is None or replay_gap is None else replay_saved >= 0.40 and replay_gap >= -0.01,
+            f"same settings in the same order, so the sampler plays no part; best corr difference {replay_gap:+.4f}"
+            if replay_gap is not None
+            else "",
+        ),
     ]
     columns = [
         ("run", "run", ""),
@@ -147,7 +217,8 @@ def run(args: argparse.Namespace) -> dict:
         goals=goals,
         parameters={"trials": trials, "sampler_seed": args.seed, "threads": threads, "space": "default (search/space.yaml)",
                     "never_prune_settings": NEVER_PRUNE, "parallel": args.parallel},
-        extra={"adapter_epochs_saved_share": saved, "wall_time_saved_share": wall_saved, "best_corr_difference": corr_gap},
+        extra={"adapter_epochs_saved_share": saved, "wall_time_saved_share": wall_saved, "best_corr_difference": corr_gap,
+               "replay_adapter_epochs_saved_share": replay_saved, "replay_best_corr_difference": replay_gap},
     )
 
 

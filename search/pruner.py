@@ -56,7 +56,7 @@ class NegativeCorrelationPruner(BasePruner):
         threshold: float = 0.0,
         warmup_epochs: int = 5,
         median_startup_trials: int = 5,
-        median_warmup_epochs: int = 10,
+        median_warmup_epochs: int = 3,
         median_min_trials: int = 1,
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:

@@ -92,12 +92,45 @@ def test_trial_overhead_quick(tmp_path):
 def test_pruning_payoff_quick(tmp_path):
     result = run_quick("pruning_payoff", tmp_path)
     runs = {row["run"]: row for row in result["rows"]}
-    assert set(runs) == {"with pruning", "without pruning"}
+    assert set(runs) == {"with pruning", "without pruning", "replay of the trials without pruning"}
     # The never-prune settings must really never prune.
     assert runs["without pruning"]["pruned"] == 0
     for row in runs.values():
         assert row["complete"] + row["pruned"] == result["parameters"]["trials"]
         assert row["adapter_epochs"] > 0
+    # A replay can only cut epochs from the recorded trials.
+    assert runs["replay of the trials without pruning"]["adapter_epochs"] <= runs["without pruning"]["adapter_epochs"]
+
+
+def test_replay_cuts_trial_where_pruner_stops_it():
+    import optuna
+
+    from benchmarks.pruning_payoff import replay_through_pruner
+    from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
+
+    def recorded(number: int, curve: list[float], **attrs) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(
+            value=max(curve), intermediate_values=dict(enumerate(curve, start=1)),
+            params={}, distributions={}, user_attrs=attrs,
+        )
+
+    good = [0.5, 0.6, 0.7, 0.7]
+    trials = [
+        # Negative throughout, but the original-settings trial is never pruned.
+        recorded(0, [-0.2, -0.2, -0.2, -0.2], **{ORIGIN_ATTR: ORIGINAL_SETTINGS_ORIGIN}),
+        recorded(1, good),
+        recorded(2, [0.1, -0.3, -0.3, -0.3]),
+    ]
+    for number, trial in enumerate(trials):
+        trial.number = number
+
+    replay = replay_through_pruner(trials, {"threshold": 0.0, "warmup_epochs": 2, "median_startup_trials": 1000})
+
+    # Trial 2 reports epoch 2 (below 0 at the warm-up) and stops there: 4 + 4 + 2 epochs.
+    assert replay["adapter_epochs"] == 10
+    assert replay["pruned"] == 1
+    assert replay["complete"] == 2
+    assert replay["best_valid_corr"] == 0.7
 
 
 @pytest.mark.slow

@@ -168,11 +168,14 @@ def _lost_setup_race(error: SQLAlchemyError) -> bool:
     Opening an RDB storage creates the tables that are missing and inserts Optuna's schema
     version rows. Two processes that both find them missing (workers started together on a new
     SQLite file, or a worker and a reader) both try, and the slower one fails on a table that
-    now exists or on a duplicate version row. Opening again then finds everything in place.
+    now exists, on a duplicate version row or on SQLite's lock. Opening again then finds
+    everything in place.
     """
     if isinstance(error, IntegrityError):
         return True
-    return "already exists" in str(error)
+    # SQLite answers "database is locked" without waiting when a reader's transaction must
+    # become a writer after another connection wrote (here, the other process's tables).
+    return "already exists" in str(error) or "database is locked" in str(error)
 
 
 def sqlite_database(url: str, *, create: bool) -> Path:

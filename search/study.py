@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -451,6 +452,14 @@ def _work(
     """
     callbacks = [_progress_callback(reporter)]
     interrupts = _DeferredInterrupt()
+    progress_hook = objective.on_epoch
+
+    def on_epoch(number: int, record, epochs: int) -> None:
+        if progress_hook is not None:
+            progress_hook(number, record, epochs)
+        interrupts.check()
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
 
     def run_trial(trial: optuna.Trial) -> float:
         # The trial is RUNNING now and counts for every other worker. With its first heartbeat
@@ -470,6 +479,7 @@ def _work(
             interrupts.defer()
 
     interrupts.install()
+    objective.on_epoch = on_epoch
     try:
         while True:
             if stop is not None and stop.is_set():
@@ -503,6 +513,7 @@ def _work(
         return True
     finally:
         interrupts.restore()
+        objective.on_epoch = progress_hook
 
 
 class _DeferredInterrupt:
@@ -511,8 +522,9 @@ class _DeferredInterrupt:
     While Optuna creates a trial, starts its heartbeat thread or stores the result, a
     KeyboardInterrupt would leave the trial RUNNING, and a heartbeat thread that was started
     but not stopped keeps the process from exiting. In those steps (between `defer` and
-    `allow`) the handler only records the signal, and `allow` raises it. After the first
-    SIGINT the handler ignores further ones until `restore`. Outside the main thread, where
+    `allow`) the handler only records the signal, and `allow` raises it. `check` raises a
+    recorded SIGINT whose KeyboardInterrupt was lost. After the first SIGINT the handler
+    ignores further ones until `restore`. Outside the main thread, where
     Python allows no signal handler, nothing is installed and Ctrl-C acts as before.
     """
 
@@ -520,18 +532,29 @@ class _DeferredInterrupt:
         self._deferring = False
         self._pending = False
         self._previous = None
+        self._previous_unraisable_hook = sys.unraisablehook
         self._installed = False
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous_unraisable_hook = sys.unraisablehook
+            sys.unraisablehook = self._report_unraisable
             self._installed = True
 
     def restore(self) -> None:
         if self._installed:
             # getsignal gives None for a handler that was not set from Python.
             signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None else self._previous)
+            sys.unraisablehook = self._previous_unraisable_hook
             self._installed = False
+
+    def _report_unraisable(self, unraisable) -> None:
+        # A KeyboardInterrupt that Python dropped came from `_handle`, which recorded it for
+        # `check`; printing its traceback would only alarm the user.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self._pending:
+            return
+        self._previous_unraisable_hook(unraisable)
 
     def defer(self) -> None:
         self._deferring = True
@@ -542,10 +565,22 @@ class _DeferredInterrupt:
             self._pending = False
             raise KeyboardInterrupt
 
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a SIGINT came and its exception was lost.
+
+        Python prints and drops an exception raised in a weakref callback or a ``__del__``
+        method, so the handler's KeyboardInterrupt is lost when the signal lands in one (a
+        garbage collection inside SQLAlchemy did this). The trial loop calls `check` after
+        every epoch.
+        """
+        if self._pending and not self._deferring:
+            self._pending = False
+            raise KeyboardInterrupt
+
     def _handle(self, signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._pending = True
         if self._deferring:
-            self._pending = True
             return
         raise KeyboardInterrupt
 
@@ -558,15 +593,34 @@ def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:
     if trial.state == TrialState.RUNNING:
         # Optuna fails a trial interrupted inside the objective itself. This branch covers a
         # Ctrl-C that arrived inside study.ask or study.tell.
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
+            # The trial ended between the read and the tell, failed by this process's Optuna
+            # or by another worker; its state is read again below.
+            logger.debug("trial %d ended before it could be failed here: %s", trial.number, error)
         trial = study._storage.get_trial(trial_id)
-    if trial.state != TrialState.FAIL or trial.user_attrs.get(RETRY_OF_ATTR) is not None:
+    if trial.state != TrialState.FAIL or _has_retry(study, trial):
         return
     attrs = {RETRY_OF_ATTR: trial.number}
     if ORIGIN_ATTR in trial.user_attrs:
         attrs[ORIGIN_ATTR] = trial.user_attrs[ORIGIN_ATTR]
     study.enqueue_trial(trial.params, user_attrs=attrs)
     logger.warning("trial %d was interrupted and marked FAIL; a rerun repeats its settings", trial.number)
+
+
+def _has_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """True if a trial repeating `trial` is already queued or run, by this module or by Optuna.
+
+    Optuna's stale-trial callback lists the failed trial numbers in the copy's system
+    attribute ``retry_history``.
+    """
+    for other in study.get_trials(deepcopy=False):
+        if other.number <= trial.number:
+            continue
+        if other.user_attrs.get(RETRY_OF_ATTR) == trial.number or trial.number in other.system_attrs.get("retry_history", ()):
+            return True
+    return False
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

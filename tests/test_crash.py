@@ -83,3 +83,33 @@ def test_trial_without_heartbeat_failed_and_rerun(tiny_world, tmp_path):
     assert counts == {"COMPLETE": 2, "FAIL": 1}, counts
     assert trials[orphan.number].state.name == "FAIL"
     assert f"trial {orphan.number} has been RUNNING" in second.stdout + second.stderr
+
+
+def test_interrupt_lost_in_finalizer_raised_at_check(monkeypatch):
+    from search.study import _DeferredInterrupt
+
+    class RaisesSignalWhenCollected:
+        def __del__(self):
+            # The handler runs here, and Python drops an exception raised in __del__.
+            signal.raise_signal(signal.SIGINT)
+
+    class FailsWhenCollected:
+        def __del__(self):
+            raise ValueError("an unrelated error in a finalizer")
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    interrupts = _DeferredInterrupt()
+    interrupts.install()
+    try:
+        RaisesSignalWhenCollected()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+        # The interrupt is raised once.
+        interrupts.check()
+        FailsWhenCollected()
+    finally:
+        interrupts.restore()
+
+    # The dropped KeyboardInterrupt is not reported; other dropped errors still are.
+    assert [type(entry.exc_value) for entry in reported] == [ValueError]

@@ -26,7 +26,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Removes what commands write; studies/space.yaml, studies/demo.yaml and studies/README.md stay.
+# Removes what commands write; studies/space.yaml, demo.yaml, modalities.yaml and README.md stay.
 clean:
 	rm -rf $(VENV) studies/*.db studies/*.db-wal studies/*.db-shm studies/*.db.lock \
 		studies/*-artifacts studies/artifacts studies/cache studies/demo-world studies/runs reports

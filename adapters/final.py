@@ -72,6 +72,19 @@ def _tensors(split, modalities) -> dict[str, torch.Tensor]:
     return {m: torch.from_numpy(np.ascontiguousarray(split.features[m], dtype=np.float32)) for m in modalities}
 
 
+def _warn_if_other_data(params: RunParams, context: RunContext) -> None:
+    """Warn when the data differs from the data whose fingerprints the parameter file records."""
+    searched = (params.meta or {}).get("fingerprints") or {}
+    for role, data in (("source", context.source_data), ("target", context.target_data)):
+        recorded = searched.get(role)
+        if recorded and recorded != data.fingerprint:
+            logger.warning(
+                "the %s dataset %s differs from the one these parameters were searched on (fingerprint %s..., now %s...); "
+                "its results will not match the search's",
+                role, data.name, str(recorded)[:12], data.fingerprint[:12],
+            )
+
+
 def train_and_test(context: RunContext, config: TrainConfig, *, include_valid: bool, cache_dir: Path) -> RunOutcome:
     """Train adapters on the target train split (and valid, if `include_valid`) and test them once.
 
@@ -169,6 +182,7 @@ def retrain(
         raise ConfigError(f"run folder {out_dir} already exists; pass another --out")
 
     context = prepare_context(params.source, params.target, params.source_model, cache_dir, params.train.modalities)
+    _warn_if_other_data(params, context)
     logger.info("training adapters (%s) on %s", params.train.objective, context.target_data.name)
     tuned = train_and_test(context, params.train, include_valid=include_valid, cache_dir=cache_dir)
     original = None

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command line and turn `AdaptSearchError` into one red line and an exit code.
 
     Typer's standalone mode handles usage errors (exit 2) and `--help`; everything of the
-    `AdaptSearchError` family raised by a command propagates to here.
+    `AdaptSearchError` family raised by a command propagates to here, and so does an
+    `OSError` on a path that no command checked beforehand.
     """
     try:
         app(args=argv, prog_name="adaptsearch")
@@ -119,3 +120,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
+    except OSError as error:
+        # A path the commands did not check themselves (an output folder that is a file, a
+        # folder that cannot be created): one line naming the path, exit code 2 like bad input.
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(_os_error_line(error))}", highlight=False, soft_wrap=True)
+        sys.exit(_OS_ERROR_EXIT)
+
+
+# Exit code of a file-system error outside the package's own checks: a bad path is bad input.
+_OS_ERROR_EXIT = 2
+
+
+def _os_error_line(error: OSError) -> str:
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return f"{reason}; check the paths given on the command line"
+    return f"cannot use {error.filename}: {reason}; check the paths given on the command line"

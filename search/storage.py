@@ -67,7 +67,7 @@ def check_url(url: str) -> str:
     except ArgumentError:
         raise StudyError(
             f"storage URL {url!r} is invalid; use e.g. sqlite:///studies/adaptsearch.db "
-            "or postgresql://user@host/db"
+            "or postgresql+psycopg2://user@host/db"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in _SUPPORTED_BACKENDS:

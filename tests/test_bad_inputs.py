@@ -506,6 +506,20 @@ CASES = [
          r"study 'nosuch' not found"),
     Case("dashboard sqlite missing folder", fixed_args("dashboard", "--storage", "sqlite:///{tmp}/none/a.db"),
          STUDY_EXIT, r"study database .*none/a\.db not found"),
+    # output paths that are files
+    Case("report out is a file", fixed_args("report", "--out", "params.yaml"), DATA_EXIT,
+         r"cannot use .*params\.yaml: .*check the paths"),
+    Case("best adapters under a file",
+         fixed_args("best", "--export", "{tmp}/exported.yaml", "--adapters", "params.yaml/adapters.pt"), DATA_EXIT,
+         r"cannot use .*params\.yaml.*: .*check the paths"),
+    Case("run studies dir is a file",
+         lambda tmp, study, world: good_config_with_storage(f"sqlite:///{tmp}/other.db")(tmp, study, world)
+         + ["--studies-dir", "params.yaml"],
+         DATA_EXIT, r"cannot create the folder params\.yaml .*params\.yaml is a file, not a folder"),
+    Case("run artifacts is a file",
+         lambda tmp, study, world: good_config_with_storage(f"sqlite:///{tmp}/other.db")(tmp, study, world)
+         + ["--artifacts", "params.yaml", "--studies-dir", str(tmp / "studies")],
+         DATA_EXIT, r"cannot use .*params\.yaml.*: .*check the paths"),
     # options
     Case("run zero trials", fixed_args("run", "--trials", "0"), USAGE_EXIT, r"Invalid value for '--trials'",
          usage=True),

@@ -113,3 +113,21 @@ def test_params_yaml_from_world_roundtrip(tiny_world, tmp_path):
     path.write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
 
     assert load_params(path) == params
+
+
+def test_retrain_warns_when_data_differs_from_search(tiny_world, tmp_path, caplog):
+    context = prepare_context(tiny_world["source"], tiny_world["target"], SOURCE_MODEL, tmp_path / "cache")
+    matching = {"source": context.source_data.fingerprint, "target": context.target_data.fingerprint}
+    searched_elsewhere = {"source": matching["source"], "target": "0" * 64}
+
+    with caplog.at_level("WARNING", logger="adapters.final"):
+        retrain(dataclasses.replace(_params(tiny_world), meta={"fingerprints": matching}), tmp_path, tmp_path / "same",
+                compare_original=False)
+    assert not [record for record in caplog.records if "differs from the one" in record.message]
+
+    with caplog.at_level("WARNING", logger="adapters.final"):
+        retrain(dataclasses.replace(_params(tiny_world), meta={"fingerprints": searched_elsewhere}), tmp_path,
+                tmp_path / "other", compare_original=False)
+    warnings = [record.message for record in caplog.records if "differs from the one" in record.message]
+    assert len(warnings) == 1
+    assert "target dataset demo-mosi" in warnings[0]

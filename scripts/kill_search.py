@@ -155,7 +155,8 @@ class StudyProbe:
                 # Opening without creating tables, so that the probe never races the workers' set-up.
                 storage = optuna.storages.RDBStorage(self.url, skip_table_creation=True)
                 self.study = optuna.load_study(study_name=self.study_name, storage=storage)
-            except (KeyError, SQLAlchemyError):
+            except (KeyError, SQLAlchemyError, optuna.exceptions.StorageInternalError):
+                # No study yet, or a server database whose tables the workers have not created yet.
                 return 0
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 

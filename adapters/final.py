@@ -20,7 +20,7 @@ import torch
 
 from adapters.diagnostics import diagnose
 from adapters.errors import ConfigError
-from adapters.io import atomic_path
+from adapters.io import atomic_path, make_parent_folder
 from adapters.metrics import Metrics, compute_metrics
 from adapters.params import ORIGINAL_SETTINGS, RunParams, TrainConfig, dump_yaml
 from adapters.pipeline import RunContext, prepare_context
@@ -180,6 +180,8 @@ def retrain(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise ConfigError(f"run folder {out_dir} already exists; pass another --out")
+    # Checked before training, so that a bad --out fails in a second, not after the run.
+    make_parent_folder(out_dir)
 
     context = prepare_context(params.source, params.target, params.source_model, cache_dir, params.train.modalities)
     _warn_if_other_data(params, context)

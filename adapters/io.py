@@ -16,6 +16,26 @@ from pathlib import Path
 from adapters.errors import DataError
 
 
+def make_parent_folder(target: str | os.PathLike[str]) -> Path:
+    """Create the folder of `target` if missing and return it.
+
+    Raises
+    ------
+    DataError
+        If the folder cannot be created; the message names the path and the reason.
+    """
+    target = Path(target)
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"cannot create the folder {folder} for {target}: {os_error_reason(folder, error)}; "
+            "pass a path in a writable folder"
+        ) from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`.
@@ -30,14 +50,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator
         path and the reason.
     """
     target = Path(target)
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError(
-            f"cannot create the folder {folder} for {target}: {os_error_reason(folder, error)}; "
-            "pass a path in a writable folder"
-        ) from None
+    folder = make_parent_folder(target)
     try:
         handle, name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=folder)
     except OSError as error:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.errors import ConfigError
+from adapters.io import make_parent_folder
 from search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url
 from search.study import DEFAULT_KEEP_ADAPTERS, DEFAULT_STUDY_NAME
@@ -219,6 +220,11 @@ def best(
         raise ConfigError(f"--trial {trial} chooses the trial to export and needs --export; add --export params.yaml")
     if adapters_out is not None and export is None:
         raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
+    if adapters_out is not None:
+        # Checked before the export is written, so that a bad path leaves no half-done export.
+        if adapters_out.exists() and not force:
+            raise ConfigError(f"{adapters_out} exists; pass --force to overwrite it")
+        make_parent_folder(adapters_out)
 
     loaded = load_study(study, storage)
     ranked = best_trials(loaded, top=top)
@@ -239,8 +245,6 @@ def best(
         if adapters_out is not None:
             from search.artifacts import artifact_store_for, download_adapters
 
-            if adapters_out.exists() and not force:
-                raise ConfigError(f"{adapters_out} exists; pass --force to overwrite it")
             store = artifact_store_for(storage, artifacts, create=False)
             written = download_adapters(loaded, exported.number, store, adapters_out)
             typer.echo(f"wrote the adapters of trial {exported.number} to {written}", err=True)

@@ -563,3 +563,14 @@ def test_case_count():
     # The corpus covers at least thirty malformed inputs, each with its own name.
     assert len(CASES) >= 30
     assert len({case.name for case in CASES}) == len(CASES)
+
+
+def test_bad_adapters_path_writes_no_export(study_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(study_folder)
+    export = tmp_path / "exported.yaml"
+
+    code, output = invoke(["best", "--export", str(export), "--adapters", "params.yaml/adapters.pt"], capsys)
+
+    assert code == DATA_EXIT, output
+    # The adapters path is checked first, so the failed command leaves no export to --force over.
+    assert not export.exists()

@@ -18,8 +18,8 @@ compare them.
 
 With ``--parallel`` the two runs go to two worker processes at once, each in its own folder
 (it prepares its own data and source model first, outside the timed search). On a 2-core
-machine with one torch thread each this halves the benchmark's wall time. Both runs then share
-the machine, and the run that ends last has it to itself for its tail.
+machine with one torch thread each this halves the benchmark's wall time. Both runs share the
+machine, except that the run that ends last has it to itself for its tail.
 
 Run: ``python -m benchmarks.pruning_payoff [--quick] [--trials N] [--parallel]``.
 """

@@ -23,7 +23,7 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 from sqlalchemy.pool import NullPool
 
@@ -167,13 +167,13 @@ def _lost_setup_race(error: SQLAlchemyError) -> bool:
 
     Opening an RDB storage creates the tables that are missing and inserts Optuna's schema
     version rows. Two processes that both find them missing (workers started together on a new
-    SQLite file, or a worker and a reader) both try, and the slower one fails on a table that
-    now exists, on a duplicate version row or on SQLite's lock. Opening again then finds
+    SQLite file, or a worker and a reader) both try. The slower one fails on a table that now
+    exists, on a duplicate version row or on SQLite's lock, and opening again then finds
     everything in place.
     """
     if isinstance(error, IntegrityError):
         return True
-    # SQLite answers "database is locked" without waiting when a reader's transaction must
+    # SQLite raises "database is locked" without waiting when a reader's transaction must
     # become a writer after another connection wrote (here, the other process's tables).
     return "already exists" in str(error) or "database is locked" in str(error)
 
@@ -347,7 +347,7 @@ def record_first_heartbeat(study: optuna.Study, trial_id: int) -> None:
     `fail_trials_without_heartbeat`).
     """
     storage = study._storage
-    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+    if is_heartbeat_enabled(storage):
         storage.record_heartbeat(trial_id)
 
 
@@ -361,7 +361,7 @@ def fail_trials_without_heartbeat(study: optuna.Study) -> list[int]:
     Optuna's own stale trials (which queues them again). Returns the failed trial numbers.
     """
     storage = study._storage
-    if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
+    if not is_heartbeat_enabled(storage):
         return []
     backend = getattr(storage, "_backend", storage)
     if not isinstance(backend, optuna.storages.RDBStorage):

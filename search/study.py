@@ -551,7 +551,7 @@ class _DeferredInterrupt:
 
     def _report_unraisable(self, unraisable) -> None:
         # A KeyboardInterrupt that Python dropped came from `_handle`, which recorded it for
-        # `check`; printing its traceback would only alarm the user.
+        # `check`. Printing its traceback would only alarm the user.
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and self._pending:
             return
         self._previous_unraisable_hook(unraisable)
@@ -597,7 +597,7 @@ def _close_interrupted_trial(study: optuna.Study, trial_id: int | None) -> None:
             study.tell(trial.number, state=TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
             # The trial ended between the read and the tell, failed by this process's Optuna
-            # or by another worker; its state is read again below.
+            # or by another worker. Its state is read again below.
             logger.debug("trial %d ended before it could be failed here: %s", trial.number, error)
         trial = study._storage.get_trial(trial_id)
     if trial.state != TrialState.FAIL or _has_retry(study, trial):

@@ -28,7 +28,7 @@ def test_kill_workers_script(tmp_path):
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_ctrl_c_leaves_no_running_trial(tiny_world, tmp_path, jobs):
-    # Trials of many seconds (3000 epochs), so that the interrupt lands inside one: with 40
+    # Trials of many seconds (3000 epochs), so that the interrupt lands inside one. With 40
     # epochs a trial seen RUNNING could end before the signal arrived.
     config = write_quick_config(tmp_path, tiny_world, epochs=3000)
     storage = f"sqlite:///{tmp_path / 'studies' / 'adaptsearch.db'}"
@@ -85,7 +85,7 @@ def test_trial_without_heartbeat_failed_and_rerun(tiny_world, tmp_path):
     assert f"trial {orphan.number} has been RUNNING" in second.stdout + second.stderr
 
 
-def test_interrupt_lost_in_finalizer_raised_at_check(monkeypatch):
+def test_lost_interrupt_raised_at_check(monkeypatch):
     from search.study import _DeferredInterrupt
 
     class RaisesSignalWhenCollected:

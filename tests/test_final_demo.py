@@ -59,9 +59,9 @@ def test_original_fails_and_alignment_with_labels_works(demo_context, caplog):
     print(_line("original settings, best valid epoch", original))
     print(_line("moments + 5% labels", moments))
 
-    # Prototype MSE pulls every adapted row toward the prototypes: the adapted features
-    # collapse, the diagnostics flag it, and at the lowest-loss epoch the correlation is low
-    # (it moves between about -0.4 and 0.5 from epoch to epoch and seed to seed on this world).
+    # Prototype MSE pulls every adapted row toward the prototypes, so the adapted features
+    # collapse and the diagnostics flag it. At the lowest-loss epoch the correlation is low; it
+    # moves between about -0.4 and 0.5 from epoch to epoch and seed to seed on this world.
     assert original_own.metrics.corr < 0.3
     assert any("adapted" in warning and "collapsed" in warning for warning in original_own.diagnostics["warnings"])
     assert any("collapsed" in message for message in caplog.messages)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from adapters import MODALITIES
+from adapters.datasets import read_yaml_file
 from adapters.errors import ConfigError
 from adapters.io import atomic_write_text
 
@@ -358,16 +359,12 @@ class RunParams:
 
 
 def _read_yaml_mapping(path: Path) -> Mapping[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"parameter file {path} not found; pass the file written by 'adaptsearch best --export'") from None
-    except OSError as error:
-        raise ConfigError(f"cannot read parameter file {path}: {error.strerror}") from None
-    try:
-        mapping = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"parameter file {path} is not valid YAML: {error}".splitlines()[0]) from None
+    mapping = read_yaml_file(
+        path,
+        "parameter file",
+        missing_hint="pass the file written by 'adaptsearch best --export'",
+        folder_hint="pass the file written by 'adaptsearch best --export'",
+    )
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"parameter file {path} must contain a mapping at the top level")
     return mapping

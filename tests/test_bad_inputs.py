@@ -292,6 +292,12 @@ def params_file(mutate: Callable[[dict], None]):
     return build
 
 
+def broken_params_file(tmp: Path, study: Path, world_dir: Path) -> list[str]:
+    """Train from a copy of the study's params.yaml whose first line lost its closing bracket."""
+    (tmp / "params.yaml").write_text("train: [unclosed\n" + (study / "params.yaml").read_text())
+    return ["train", "--params", str(tmp / "params.yaml"), "--out", str(tmp / "runs")]
+
+
 def fixed_args(*args: str):
     def build(tmp: Path, study: Path, world_dir: Path) -> list[str]:
         return [arg.replace("{tmp}", str(tmp)) for arg in args]
@@ -473,6 +479,8 @@ CASES = [
          r"train\.dropout must be a number in \[0\.0, 1\.0\), got 1\.5"),
     Case("params missing target", params_file(delete_key("target")), CONFIG_EXIT,
          r"params key 'target' is missing"),
+    Case("params yaml invalid", broken_params_file, CONFIG_EXIT,
+         r"parameter file .*params\.yaml is not valid YAML: .* at line \d+, column \d+$"),
     Case("params not found", fixed_args("train", "--params", "{tmp}/none.yaml"), CONFIG_EXIT,
          r"parameter file .*none\.yaml not found"),
     Case("train out folder not creatable",

@@ -197,6 +197,9 @@ def sqlite_database(url: str, *, create: bool) -> Path:
         return path
     if not create:
         raise StudyError(f"study database {path} not found; run 'adaptsearch run' first or pass --storage URL")
+    if not path.parent.is_dir():
+        # Said aloud because a mistyped --storage path would otherwise start a new study silently.
+        logger.info("creating the folder %s for the new study database %s", path.parent, path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -12,7 +12,15 @@ import optuna
 import pytest
 
 from adapters.errors import StudyError
-from search.storage import check_study_exists, check_url, open_start_lock, open_storage, redact_url, sqlite_path
+from search.storage import (
+    check_study_exists,
+    check_url,
+    open_start_lock,
+    open_storage,
+    redact_url,
+    sqlite_database,
+    sqlite_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -177,3 +185,17 @@ def test_concurrent_first_open_succeeds(tmp_path):
             outcomes = list(pool.map(_open_at_barrier, [url] * processes, [barrier] * processes))
 
             assert outcomes == ["ok"] * processes, outcomes
+
+
+def test_new_database_folder_is_logged(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'new' / 'study.db'}"
+
+    with caplog.at_level("INFO", logger="search.storage"):
+        path = sqlite_database(url, create=True)
+        sqlite_database(url, create=True)
+
+    assert path.parent.is_dir()
+    # Logged once: the second call finds the folder in place.
+    assert [message for message in caplog.messages if "creating the folder" in message] == [
+        f"creating the folder {tmp_path / 'new'} for the new study database study.db"
+    ]

@@ -26,6 +26,7 @@ import pytest
 import torch
 import yaml
 
+import search.study
 from search.cli import app, main
 from tests.reliability_support import cli_command, worker_env, write_quick_config
 
@@ -582,3 +583,23 @@ def test_bad_adapters_path_writes_no_export(study_folder, tmp_path, capsys, monk
     assert code == DATA_EXIT, output
     # The adapters path is checked first, so the failed command leaves no export to --force over.
     assert not export.exists()
+
+
+def test_corrupt_database_fails_before_anything_is_made(study_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(study_folder)
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "bad.db").write_bytes(b"not a database " * 300)
+    before = file_digests(folder)
+
+    def no_preparation(*args, **kwargs):
+        raise AssertionError("data was prepared for a storage that cannot be opened")
+
+    monkeypatch.setattr(search.study, "_make_objective", no_preparation)
+    code, output = invoke(good_config_with_storage(f"sqlite:///{folder / 'bad.db'}")(tmp_path, study_folder, tmp_path), capsys)
+
+    assert code == STUDY_EXIT, output
+    assert re.search(r"^error: cannot open storage .*bad\.db: .*file is not a database", output, re.MULTILINE), output
+    # No lock file, no artifact folder beside the file, and the file itself untouched.
+    assert file_digests(folder) == before
+    assert sorted(path.name for path in folder.iterdir()) == ["bad.db"]

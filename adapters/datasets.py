@@ -229,7 +229,7 @@ class DatasetConfig:
         return path if path.is_absolute() else self.folder / path
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any], base_dir: str | Path = ".") -> DatasetConfig:
+    def from_dict(cls, mapping: Mapping[str, Any], base_dir: str | Path = ".", *, section: str | None = None) -> DatasetConfig:
         """Build a dataset description from a YAML mapping.
 
         Parameters
@@ -238,21 +238,35 @@ class DatasetConfig:
             One dataset section; unknown keys raise `ConfigError` naming the key.
         base_dir : path
             Folder that a relative ``folder`` is resolved against (the YAML file's folder).
+        section : str or None
+            The section's key in its file (``source``, ``target``), named in every error.
         """
+        where = "dataset" if section is None else f"dataset section {section!r}"
         if not isinstance(mapping, Mapping):
-            raise ConfigError(f"a dataset section must be a mapping, got {type(mapping).__name__}")
-        _reject_unknown_keys(mapping, {f.name for f in dataclasses.fields(cls)}, "dataset")
-        for key in ("name", "folder", "modalities"):
-            if key not in mapping:
-                raise ConfigError(f"dataset: key {key!r} is missing")
+            raise ConfigError(f"{where} must be a mapping, got {type(mapping).__name__}")
+        _reject_unknown_keys(mapping, {f.name for f in dataclasses.fields(cls)}, where)
         values = dict(mapping)
-        folder = Path(str(values["folder"])).expanduser()
-        values["folder"] = (folder if folder.is_absolute() else Path(base_dir) / folder).resolve()
-        if values.get("split") is not None:
-            values["split"] = SplitConfig.from_dict(values["split"])
-        if values.get("roots") is None:
-            values["roots"] = {}
-        return cls(**values)
+        if values.get("format") == "mmsa-pickle":
+            # A pickle holds all three modalities under fixed keys, so `modalities` only
+            # chooses among them: left out, it means all three; a list names a subset.
+            modalities = values.get("modalities", list(MODALITIES))
+            if isinstance(modalities, list):
+                values["modalities"] = {str(modality): "" for modality in modalities}
+        for key in ("name", "folder", "modalities"):
+            if key not in values:
+                raise ConfigError(f"{where}: key {key!r} is missing")
+        try:
+            folder = Path(str(values["folder"])).expanduser()
+            values["folder"] = (folder if folder.is_absolute() else Path(base_dir) / folder).resolve()
+            if values.get("split") is not None:
+                values["split"] = SplitConfig.from_dict(values["split"])
+            if values.get("roots") is None:
+                values["roots"] = {}
+            return cls(**values)
+        except ConfigError as error:
+            if section is None:
+                raise
+            raise ConfigError(f"{where}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a plain mapping (strings, numbers, lists) that `from_dict` reads back."""
@@ -309,12 +323,17 @@ def read_yaml_file(path: Path, what: str, *, missing_hint: str, folder_hint: str
         raise ConfigError(f"{what} {path} is not valid YAML: {yaml_error_line(error)}") from None
 
 
+# Keys that only a dataset section has at its top level, so a file holding one is a single section.
+SECTION_MARKERS = frozenset({"modalities", "folder", "format", "labels", "pickle", "split"})
+
+
 def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
     """Read dataset sections from a YAML file.
 
-    The file is either one dataset section (it has a ``modalities`` key) or a mapping of
-    section names (for example ``source`` and ``target``) to dataset sections. Keys of
-    other types (search settings next to the datasets) are skipped.
+    The file is either one dataset section (it has a key such as ``modalities``, ``folder``
+    or ``format`` at the top) or a mapping of section names (for example ``source`` and
+    ``target``) to dataset sections. Every value of such a mapping must be a valid section:
+    a misspelt key fails here rather than leaving its dataset out.
 
     Returns
     -------
@@ -328,17 +347,16 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         missing_hint="check the path",
         folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
     )
-    if not isinstance(document, Mapping):
-        raise ConfigError(f"dataset file {path} must contain a mapping (one dataset section, or sections such as source: and target:), got {type(document).__name__}")
+    if not isinstance(document, Mapping) or not document:
+        raise ConfigError(
+            f"dataset file {path} must contain a mapping (one dataset section, or sections such as source: and "
+            f"target:), got {type(document).__name__ if document is not None else 'an empty file'}"
+        )
     base_dir = path.resolve().parent
-    if "modalities" in document:
-        config = DatasetConfig.from_dict(document, base_dir)
-        return {config.name: config}
-    sections = {
-        key: DatasetConfig.from_dict(value, base_dir)
-        for key, value in document.items()
-        if isinstance(value, Mapping) and "modalities" in value
-    }
-    if not sections:
-        raise ConfigError(f"dataset file {path} contains no dataset section (a mapping with 'modalities')")
-    return sections
+    try:
+        if SECTION_MARKERS & set(document):
+            config = DatasetConfig.from_dict(document, base_dir)
+            return {config.name: config}
+        return {str(key): DatasetConfig.from_dict(value, base_dir, section=str(key)) for key, value in document.items()}
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -408,21 +408,25 @@ def write_demo_world(
     if size not in ("default", "tiny"):
         raise DataError(f"size must be 'default' or 'tiny', got {size!r}")
     out_dir = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    # Both tables are read before anything is written, so a bad table fails fast and leaves
+    # no folder behind.
+    plans = {
+        kind: read_segment_table(table) if table is not None else plan_segments(rng, kind, size)
+        for kind, table in (("source", source_segments_csv), ("target", segments_csv))
+    }
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         reason = "a file of that name exists" if out_dir.exists() else error.strerror
         raise DataError(f"cannot create the demo folder {out_dir}: {reason}; pass a folder that can be created") from None
-    rng = np.random.default_rng(seed)
-    # Both tables are read before anything is written, so a bad table fails fast.
-    plans = {
-        kind: read_segment_table(table) if table is not None else plan_segments(rng, kind, size)
-        for kind, table in (("source", source_segments_csv), ("target", segments_csv))
-    }
     sections = {}
     for kind, plan in plans.items():
         sections[kind] = _write_dataset(rng, out_dir / kind, kind, plan)
-        logger.info("wrote demo %s dataset: %d segments in %s", kind, len(plan.videos), out_dir / kind)
+        logger.info(
+            "wrote demo %s dataset: %d segments, %d of them labelled, in %s",
+            kind, len(plan.videos), int(np.count_nonzero(~np.isnan(plan.sentiment))), out_dir / kind,
+        )
     atomic_write_text(out_dir / "world.yaml", yaml.safe_dump(sections, sort_keys=False))
     return load_dataset_configs(out_dir / "world.yaml")
 

@@ -80,5 +80,12 @@ def prepare_context(
                     f"add a {modality} file to its configuration or drop {modality} from the modalities"
                 )
 
+    # Trials are scored on the target's valid split, and an empty one would fail in the first
+    # trial's metrics instead of here, before the source model is trained.
+    if len(target_data.splits["valid"]) == 0:
+        raise DataError(
+            f"target dataset {target_data.name!r} has no valid segment left after splitting and dropping, "
+            "and trials are scored on it; check its split and the segments dropped ('adaptsearch data inspect')"
+        )
     source_model, source_info = load_or_train_source(source_model_cfg, source_data, cache_dir, tuple(modalities))
     return RunContext(source_data, target_data, source_model, source_info, tuple(modalities))

@@ -272,6 +272,10 @@ def _build(config: DatasetConfig, table: SegmentTable, digest: str, path: Path) 
             f"({n} labelled segments); check the split and the modality files"
         )
 
+    for name in SPLIT_NAMES:
+        if name != "train" and not (keep & (splits == name)).any():
+            logger.warning("dataset %s: the %s split has no segment left after splitting and dropping", config.name, name)
+
     mean: dict[str, np.ndarray] = {}
     std: dict[str, np.ndarray] = {}
     normalised: dict[str, np.ndarray] = {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
+import warnings
 from typing import Annotated, Optional
 
 import optuna
@@ -67,6 +69,13 @@ def _main_options(
     # Optuna's records go through the handler above instead of Optuna's own, which lacks the filter.
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
+    # Warnings (non-finite input counts, the original settings outside the space) go through
+    # the same handler as one line each, without the source line that raised them.
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
 
 
 class _DropInterruptedTrialLogs(logging.Filter):
@@ -116,17 +125,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="adaptsearch")
     except AdaptSearchError as error:
-        if _state["debug"]:
-            raise
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
+        _fail(error, str(error), error.exit_code)
     except OSError as error:
         # A path the commands did not check themselves (an output folder that is a file, a
         # folder that cannot be created): one line naming the path, exit code 2 like bad input.
-        if _state["debug"]:
-            raise
-        err_console.print(f"[red]error:[/red] {escape(_os_error_line(error))}", highlight=False, soft_wrap=True)
-        sys.exit(_OS_ERROR_EXIT)
+        _fail(error, _os_error_line(error), _OS_ERROR_EXIT)
+
+
+def _fail(error: BaseException, line: str, exit_code: int) -> None:
+    """Print `line` in red, or the traceback under --debug, and exit with `exit_code` either way."""
+    if _state["debug"]:
+        traceback.print_exception(error)
+    else:
+        err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(exit_code)
 
 
 # Exit code of a file-system error outside the package's own checks: a bad path is bad input.

@@ -122,8 +122,8 @@ class StudyConfig:
             raise ConfigError(f"study config: 'objectives' must be a list such as [valid_corr, valid_mae], got {objectives!r}")
 
         return cls(
-            source=DatasetConfig.from_dict(mapping["source"], base_dir),
-            target=DatasetConfig.from_dict(mapping["target"], base_dir),
+            source=DatasetConfig.from_dict(mapping["source"], base_dir, section="source"),
+            target=DatasetConfig.from_dict(mapping["target"], base_dir, section="target"),
             source_model=SourceModelConfig.from_dict(mapping.get("source_model") or {}, base_dir),
             fixed=decode_settings(fixed),
             space=_read_space(mapping.get("space"), base_dir, space_path, default_space),
@@ -147,7 +147,10 @@ class StudyConfig:
             missing_hint="pass an existing YAML file to --config",
             folder_hint="pass a YAML file to --config",
         )
-        return cls.from_dict(mapping, path.resolve().parent, space_path=space_path, default_space=default_space)
+        try:
+            return cls.from_dict(mapping, path.resolve().parent, space_path=space_path, default_space=default_space)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON/YAML types; the space is inlined."""

@@ -402,7 +402,7 @@ CASES = [
          inspect_world(rewrite_file("target/splits.json", b'{"train": ["mosi0000"], "valid": ["mosi0000"], "test": []}')),
          DATA_EXIT, r"puts video 'mosi0000' in both train and valid"),
     Case("dataset unknown key", inspect_world(edit_world_yaml(pooling_kind="mean")), CONFIG_EXIT,
-         r"dataset: unknown key 'pooling_kind'"),
+         r"world\.yaml: dataset section 'target': unknown key 'pooling_kind'"),
     Case("dataset bad pooling", inspect_world(edit_world_yaml(pooling="median")), CONFIG_EXIT,
          r"pooling must be one of mean, mean\+std, got 'median'"),
     Case("dataset yaml invalid", inspect_world(rewrite_file("world.yaml", b"source: [unclosed\n")), CONFIG_EXIT,

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from adapters.errors import ConfigError, DataError
 from adapters.prepare import prepare_dataset
-from search.cli import app
+from search.cli import app, main
 
 runner = CliRunner()
 
@@ -68,3 +68,38 @@ def test_inspect_broken_cache_raises_data_error(tmp_path):
 def test_demo_rejects_unknown_size(tmp_path):
     result = runner.invoke(app, ["data", "demo", str(tmp_path), "--size", "huge"])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_inspect_checks_a_study_config_like_run(tiny_world, tmp_path):
+    world = tiny_world["source"].folder.parent / "world.yaml"
+    config = tmp_path / "study.yaml"
+    # A misspelt study key, which `run --config` rejects, must not pass inspection.
+    config.write_text(world.read_text().replace("source:", "sorce_model: {}\nsource:", 1))
+
+    result = runner.invoke(app, ["data", "inspect", str(config), "--cache-dir", str(tmp_path / "cache")])
+
+    assert isinstance(result.exception, ConfigError)
+    assert "study.yaml: study config: unknown key 'sorce_model'" in str(result.exception)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_exit_code_is_the_same_with_debug(tmp_path, capsys, debug):
+    with pytest.raises(SystemExit) as exited:
+        main([*(["--debug"] if debug else []), "data", "inspect", str(tmp_path / "nope.yaml")])
+
+    assert exited.value.code == 2
+    output = capsys.readouterr().err
+    # --debug swaps the one red line for the traceback; the exit code stays.
+    assert ("Traceback" in output) is debug
+    assert ("error: dataset file" in output) is not debug
+
+
+def test_demo_with_bad_segment_table_leaves_no_folder(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("video_id,segment,start\na,1,0\n")
+
+    result = runner.invoke(app, ["data", "demo", str(tmp_path / "w"), "--segments", str(table)])
+
+    assert isinstance(result.exception, DataError)
+    assert not (tmp_path / "w").exists()

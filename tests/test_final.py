@@ -33,6 +33,23 @@ def test_context_trains_source_once(tiny_world, tmp_path):
     assert first.modalities == ("visual", "audio", "text")
 
 
+def test_context_rejects_target_without_valid_segments(tiny_world, tmp_path, caplog):
+    target = tiny_world["target"]
+    folds = json.loads(target.path_of(target.split.path).read_text())
+    # Every valid video moves to train, so the target has nothing to score trials on.
+    moved = {"train": folds["train"] + folds["valid"], "valid": [], "test": folds["test"]}
+    (tmp_path / "splits.json").write_text(json.dumps(moved))
+    no_valid = dataclasses.replace(target, split=dataclasses.replace(target.split, path=str(tmp_path / "splits.json")))
+
+    # Set the level here: other tests (the benchmark smoke runs) raise the "adapters" logger's level.
+    caplog.set_level("WARNING", logger="adapters.prepare")
+    with pytest.raises(DataError, match=r"target dataset 'demo-mosi' has no valid segment left"):
+        prepare_context(tiny_world["source"], no_valid, SOURCE_MODEL, tmp_path)
+    assert "dataset demo-mosi: the valid split has no segment left after splitting and dropping" in caplog.messages
+    # The check comes before the source model is trained.
+    assert not (tmp_path / "source").exists()
+
+
 def test_context_rejects_missing_modality(tiny_world, tmp_path):
     target = tiny_world["target"]
     text_only = dataclasses.replace(target, modalities={"text": target.modalities["text"]})

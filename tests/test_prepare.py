@@ -58,6 +58,29 @@ def test_load_dataset_configs_reads_world(tiny_world):
     assert load_dataset_configs(world) == tiny_world
 
 
+def test_misspelt_section_fails_instead_of_being_left_out(tiny_world, tmp_path):
+    world = yaml.safe_load((tiny_world["source"].folder.parent / "world.yaml").read_text())
+    world["target"]["modalitis"] = world["target"].pop("modalities")
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world))
+
+    with pytest.raises(ConfigError, match=r"world\.yaml: dataset section 'target': unknown key 'modalitis'"):
+        load_dataset_configs(path)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({}, ("visual", "audio", "text")), ({"modalities": ["text", "audio"]}, ("audio", "text"))],
+)
+def test_pickle_section_modalities_default_to_all(given, expected):
+    config = DatasetConfig.from_dict(
+        {"name": "p", "format": "mmsa-pickle", "folder": "/tmp", "pickle": "aligned_50.pkl", **given}
+    )
+
+    assert tuple(config.modalities) == expected
+    assert DatasetConfig.from_dict(config.to_dict()) == config
+
+
 @pytest.mark.filterwarnings("ignore:dataset demo-mosei has non-finite input values")
 def test_prepared_splits_never_share_a_video(tiny_world, tmp_path):
     for config in tiny_world.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,14 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from adapters.datasets import SPLIT_NAMES, load_dataset_configs
+from adapters.datasets import SPLIT_NAMES, DatasetConfig, load_dataset_configs, read_yaml_file
 from adapters.demo import write_demo_world
 from adapters.errors import ConfigError
 from adapters.prepare import PreparedData, load_prepared, prepare_dataset
+from search.config import StudyConfig
 
 app = typer.Typer(help="Generate demo data and inspect datasets.", no_args_is_help=True)
 
 DEFAULT_CACHE_DIR = Path("studies") / "cache"
+# Keys that make a YAML file a study config rather than a file of dataset sections.
+STUDY_ONLY_KEYS = frozenset({"source_model", "fixed", "space", "pruner", "objectives"})
 
 
 @app.command("demo")
@@ -55,10 +59,30 @@ def inspect(
     if path.suffix in (".h5", ".hdf5"):
         prepared = {path.stem: load_prepared(path)}
     else:
-        prepared = {key: prepare_dataset(config, cache_dir) for key, config in load_dataset_configs(path).items()}
+        prepared = {key: prepare_dataset(config, cache_dir) for key, config in _dataset_sections(path).items()}
     console = Console()
     for key, data in prepared.items():
         console.print(_summary_table(key, data))
+
+
+def _dataset_sections(path: Path) -> dict[str, DatasetConfig]:
+    """Return the dataset sections of a YAML file.
+
+    A study config (or a demo world.yaml, which is one) is checked whole, as `run --config`
+    checks it, so that a file that passes here does not fail there.
+    """
+    document = read_yaml_file(
+        path,
+        "dataset file",
+        missing_hint="check the path",
+        folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
+    )
+    if isinstance(document, Mapping) and (
+        {"source", "target"} <= set(document) or STUDY_ONLY_KEYS & set(document)
+    ):
+        config = StudyConfig.from_file(path)
+        return {"source": config.source, "target": config.target}
+    return load_dataset_configs(path)
 
 
 def _summary_table(key: str, data: PreparedData) -> Table:

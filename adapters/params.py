@@ -373,7 +373,11 @@ def _read_yaml_mapping(path: Path) -> Mapping[str, Any]:
 def load_params(path: str | Path) -> RunParams:
     """Read a ``params.yaml`` file; relative paths in it are taken from its folder."""
     path = Path(path)
-    return RunParams.from_dict(_read_yaml_mapping(path), path.resolve().parent)
+    mapping = _read_yaml_mapping(path)
+    try:
+        return RunParams.from_dict(mapping, path.resolve().parent)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def dump_yaml(mapping: Mapping[str, Any]) -> str:

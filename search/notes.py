@@ -184,6 +184,8 @@ def render_trial_note(frozen: FrozenTrial, *, pruner: Mapping[str, Any] | None =
     if metrics:
         epoch = attrs.get("best_epoch")
         heading = f"### MOSI-valid metrics (epoch {epoch})" if epoch is not None else "### MOSI-valid metrics"
+        if frozen.state == TrialState.PRUNED:
+            heading = f"### MOSI-valid metrics (epoch {epoch}, the best before pruning)"
         lines += ["", heading, "", *_metrics_table(metrics)]
 
     diagnostics = attrs.get("diagnostics")

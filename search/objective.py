@@ -145,13 +145,18 @@ class Objective:
 
         started = time.perf_counter()
         history: list[dict[str, Any]] = []
+        best_epoch: dict[str, Any] = {}
         scores: list[float] = []
         results = []
         # Each seed is a full training run. Only the first seed reports to the pruner, so that
         # pruning compares the same epochs across trials.
         for offset in range(train_config.seeds):
             seed_config = train_config.replace(seed=train_config.seed + offset)
-            callback = self._make_callback(trial, seed_config, history, may_prune, report_epochs=not multi) if offset == 0 else None
+            callback = (
+                self._make_callback(trial, seed_config, history, best_epoch, may_prune, report_epochs=not multi)
+                if offset == 0
+                else None
+            )
             try:
                 result = train_adapters(
                     context.source_model,
@@ -166,6 +171,11 @@ class Objective:
             except optuna.TrialPruned:
                 trial.set_user_attr("history", history)
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                # The metrics of the best epoch before pruning, so that the trial's note and
+                # `best` show more than one number; diagnostics exist only for finished training.
+                if best_epoch:
+                    trial.set_user_attr("best_epoch", best_epoch["epoch"])
+                    trial.set_user_attr("metrics", best_epoch["metrics"])
                 raise
             results.append(result)
             scores.append(_finite_score(result.metrics.score))
@@ -191,8 +201,16 @@ class Objective:
         return value
 
     def _make_callback(
-        self, trial: optuna.Trial, config: TrainConfig, history: list, may_prune: bool, *, report_epochs: bool = True
+        self,
+        trial: optuna.Trial,
+        config: TrainConfig,
+        history: list,
+        best_epoch: dict,
+        may_prune: bool,
+        *,
+        report_epochs: bool = True,
     ) -> Callable[[EpochRecord], None]:
+        """Return the epoch callback: appends to `history`, keeps the best epoch's metrics in `best_epoch`."""
         def report(record: EpochRecord) -> None:
             score = _finite_score(record.metrics.score)
             history.append(
@@ -204,6 +222,8 @@ class Objective:
                     "lr": jsonable(record.lr),
                 }
             )
+            if score > best_epoch.get(METRIC_NAME, -math.inf):
+                best_epoch.update({"epoch": record.epoch, METRIC_NAME: score, "metrics": jsonable(record.metrics.to_dict())})
             if report_epochs:
                 trial.report(score, record.epoch)
             if self.on_epoch is not None:

@@ -41,3 +41,21 @@ def test_exported_trial_reproduces(tiny_world, tmp_path):
     assert metrics["tuned"]["valid"]["corr"] == pytest.approx(best.value, abs=1e-6)
     # ... and keeps the same best epoch.
     assert metrics["tuned"]["best_epoch"] == best.user_attrs["best_epoch"]
+    # The command says so itself.
+    assert f"reproduces trial {best.number}'s {best.value:.6f}" in " ".join(trained.output.split())
+
+
+def test_reproduction_line_reports_a_difference():
+    from types import SimpleNamespace
+
+    from search.commands.train import reproduction_line
+
+    def result(corr, include_valid=False):
+        return SimpleNamespace(include_valid=include_valid, tuned=SimpleNamespace(valid=SimpleNamespace(corr=corr)))
+
+    assert "reproduces trial 4's 0.500000" in reproduction_line({"value": 0.5, "trial": 4}, result(0.5000004))
+    assert "differs from trial 4's 0.500000 by 1.0e-03" in reproduction_line({"value": 0.5, "trial": 4}, result(0.501))
+    # Not comparable: trained on valid too, a multi-objective export, an undefined correlation.
+    assert reproduction_line({"value": 0.5, "trial": 4}, result(0.5, include_valid=True)) is None
+    assert reproduction_line({"values": [0.5, 0.9], "trial": 4}, result(0.5)) is None
+    assert reproduction_line({"value": 0.5, "trial": 4}, result(None)) is None

@@ -15,6 +15,7 @@ import search.objective
 from adapters.errors import StudyError
 from adapters.params import ORIGINAL_SETTINGS
 from search.config import StudyConfig
+from search.notes import read_trial_note
 from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
 from search.study import STUDY_ATTR, run_study
 from tests.study_support import TINY_SPACE, write_study_config
@@ -195,6 +196,12 @@ def test_pruning_in_objective_spares_original(tiny_world, studies_dir, tmp_path)
     assert trials[1].user_attrs["pruned_rule"] == "threshold"
     assert "epoch 1" in trials[1].user_attrs["pruned_reason"]
     assert len(trials[1].user_attrs["history"]) == 1
+    # They keep the metrics of their best epoch, which their dashboard notes show.
+    assert trials[1].user_attrs["best_epoch"] == 1
+    assert trials[1].user_attrs["metrics"]["corr"] == pytest.approx(trials[1].intermediate_values[1])
+    note = read_trial_note(_load(storage), 1)
+    assert "### MOSI-valid metrics (epoch 1, the best before pruning)" in note
+    assert "| MAE |" in note
     # Pruned trials count towards the requested total.
     assert summary.counts.finished == 3
 

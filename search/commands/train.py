@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import torch
 import typer
@@ -82,12 +83,39 @@ def train(
     # Measured with train_adapters on the demo world (sinkhorn, 5% labels) on 2 cores shared
     # with other jobs (load 7): 3.7 s per epoch with one torch thread, 44 s with two.
     torch.set_num_threads(threads)
-    result = retrain(
-        load_params(params), studies, out, include_valid=include_valid, compare_original=compare_original
-    )
+    run_params = load_params(params)
+    result = retrain(run_params, studies, out, include_valid=include_valid, compare_original=compare_original)
     console = Console()
     console.print(result_table(result))
+    line = reproduction_line(run_params.meta, result)
+    if line:
+        console.print(line)
     console.print(f"run folder: {result.run_dir}")
+
+
+# Retraining a trial on the same data, seed and CPU repeats its arithmetic; anything above
+# this is a real difference (other data, another device or torch build).
+REPRODUCED_TOLERANCE = 1e-6
+
+
+def reproduction_line(meta: Mapping[str, Any], result: FinalResult) -> str | None:
+    """Compare the retrained valid r with the exported trial's value, or None when they are not comparable.
+
+    They are comparable when the export holds a single-objective trial value and the
+    retraining kept its best epoch on the valid split, as the search did.
+    """
+    value = meta.get("value")
+    corr = result.tuned.valid.corr
+    if result.include_valid or not isinstance(value, (int, float)) or corr is None:
+        return None
+    difference = abs(corr - value)
+    trial = meta.get("trial", "?")
+    if difference <= REPRODUCED_TOLERANCE:
+        return f"valid r {corr:.6f} reproduces trial {trial}'s {value:.6f} (difference {difference:.1e})"
+    return (
+        f"valid r {corr:.6f} differs from trial {trial}'s {value:.6f} by {difference:.1e}; "
+        "other data, another device or torch build, or several seeds per trial change the training"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -247,8 +247,8 @@ class DatasetConfig:
         _reject_unknown_keys(mapping, {f.name for f in dataclasses.fields(cls)}, where)
         values = dict(mapping)
         if values.get("format") == "mmsa-pickle":
-            # A pickle holds all three modalities under fixed keys, so `modalities` only
-            # chooses among them: left out, it means all three; a list names a subset.
+            # A pickle contains all three modalities under fixed keys, so `modalities` only
+            # chooses among them. Left out, it means all three, and a list names a subset.
             modalities = values.get("modalities", list(MODALITIES))
             if isinstance(modalities, list):
                 values["modalities"] = {str(modality): "" for modality in modalities}

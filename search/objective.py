@@ -171,8 +171,8 @@ class Objective:
             except optuna.TrialPruned:
                 trial.set_user_attr("history", history)
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-                # The metrics of the best epoch before pruning, so that the trial's note and
-                # `best` show more than one number; diagnostics exist only for finished training.
+                # The metrics of the best epoch before pruning are stored for the trial's note.
+                # Diagnostics are left out because they are computed only when training finishes.
                 if best_epoch:
                     trial.set_user_attr("best_epoch", best_epoch["epoch"])
                     trial.set_user_attr("metrics", best_epoch["metrics"])

@@ -198,7 +198,7 @@ def sqlite_database(url: str, *, create: bool) -> Path:
     if not create:
         raise StudyError(f"study database {path} not found; run 'adaptsearch run' first or pass --storage URL")
     if not path.parent.is_dir():
-        # Said aloud because a mistyped --storage path would otherwise start a new study silently.
+        # Logged because a mistyped --storage path would otherwise start a new study silently.
         logger.info("creating the folder %s for the new study database %s", path.parent, path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

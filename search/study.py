@@ -238,8 +238,8 @@ def run_study(
     if keep_adapters is not None and (isinstance(keep_adapters, bool) or not isinstance(keep_adapters, int) or keep_adapters < 0):
         raise ConfigError(f"keep_adapters must be an integer >= 0, got {keep_adapters!r}")
     # A bad URL, an unusable SQLite folder, a corrupt database file or an unreachable server
-    # fails here: before minutes of data preparation, and before a lock file or an artifact
-    # folder is made beside a database that cannot be used.
+    # fails here, before minutes of data preparation. No lock file or artifact folder is made
+    # beside a database that cannot be opened.
     check_url(storage)
     open_storage(storage, create=True, heartbeat_interval=None)
     start_lock = open_start_lock(storage, study_name)

@@ -585,7 +585,7 @@ def test_bad_adapters_path_writes_no_export(study_folder, tmp_path, capsys, monk
     assert not export.exists()
 
 
-def test_corrupt_database_fails_before_anything_is_made(study_folder, tmp_path, capsys, monkeypatch):
+def test_corrupt_database_creates_nothing(study_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(study_folder)
     folder = tmp_path / "elsewhere"
     folder.mkdir()

@@ -70,7 +70,7 @@ def test_demo_rejects_unknown_size(tmp_path):
     assert isinstance(result.exception, ConfigError)
 
 
-def test_inspect_checks_a_study_config_like_run(tiny_world, tmp_path):
+def test_inspect_validates_study_config(tiny_world, tmp_path):
     world = tiny_world["source"].folder.parent / "world.yaml"
     config = tmp_path / "study.yaml"
     # A misspelt study key, which `run --config` rejects, must not pass inspection.
@@ -84,7 +84,7 @@ def test_inspect_checks_a_study_config_like_run(tiny_world, tmp_path):
 
 
 @pytest.mark.parametrize("debug", [False, True])
-def test_exit_code_is_the_same_with_debug(tmp_path, capsys, debug):
+def test_debug_keeps_exit_code(tmp_path, capsys, debug):
     with pytest.raises(SystemExit) as exited:
         main([*(["--debug"] if debug else []), "data", "inspect", str(tmp_path / "nope.yaml")])
 
@@ -95,7 +95,7 @@ def test_exit_code_is_the_same_with_debug(tmp_path, capsys, debug):
     assert ("error: dataset file" in output) is not debug
 
 
-def test_demo_with_bad_segment_table_leaves_no_folder(tmp_path):
+def test_bad_segment_table_leaves_no_folder(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("video_id,segment,start\na,1,0\n")
 

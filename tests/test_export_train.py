@@ -41,11 +41,11 @@ def test_exported_trial_reproduces(tiny_world, tmp_path):
     assert metrics["tuned"]["valid"]["corr"] == pytest.approx(best.value, abs=1e-6)
     # ... and keeps the same best epoch.
     assert metrics["tuned"]["best_epoch"] == best.user_attrs["best_epoch"]
-    # The command says so itself.
+    # The command output states the match too.
     assert f"reproduces trial {best.number}'s {best.value:.6f}" in " ".join(trained.output.split())
 
 
-def test_reproduction_line_reports_a_difference():
+def test_reproduction_line_cases():
     from types import SimpleNamespace
 
     from search.commands.train import reproduction_line

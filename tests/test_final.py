@@ -33,7 +33,7 @@ def test_context_trains_source_once(tiny_world, tmp_path):
     assert first.modalities == ("visual", "audio", "text")
 
 
-def test_context_rejects_target_without_valid_segments(tiny_world, tmp_path, caplog):
+def test_context_rejects_empty_target_valid(tiny_world, tmp_path, caplog):
     target = tiny_world["target"]
     folds = json.loads(target.path_of(target.split.path).read_text())
     # Every valid video moves to train, so the target has nothing to score trials on.

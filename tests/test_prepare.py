@@ -58,7 +58,7 @@ def test_load_dataset_configs_reads_world(tiny_world):
     assert load_dataset_configs(world) == tiny_world
 
 
-def test_misspelt_section_fails_instead_of_being_left_out(tiny_world, tmp_path):
+def test_misspelt_section_key_rejected(tiny_world, tmp_path):
     world = yaml.safe_load((tiny_world["source"].folder.parent / "world.yaml").read_text())
     world["target"]["modalitis"] = world["target"].pop("modalities")
     path = tmp_path / "world.yaml"
@@ -72,7 +72,7 @@ def test_misspelt_section_fails_instead_of_being_left_out(tiny_world, tmp_path):
     ("given", "expected"),
     [({}, ("visual", "audio", "text")), ({"modalities": ["text", "audio"]}, ("audio", "text"))],
 )
-def test_pickle_section_modalities_default_to_all(given, expected):
+def test_pickle_modalities_default_to_all(given, expected):
     config = DatasetConfig.from_dict(
         {"name": "p", "format": "mmsa-pickle", "folder": "/tmp", "pickle": "aligned_50.pkl", **given}
     )

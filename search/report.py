@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -50,6 +52,9 @@ _COMPLETE_COLOR = "tab:blue"
 _PRUNED_COLOR = "tab:red"
 _BASELINE_COLOR = "black"
 _BEST_COLOR = "tab:green"
+# Keys of METRIC_ROWS whose values the HTML table writes with a sign: correlations can be
+# negative, while errors such as MAE and MSE cannot.
+_SIGNED_METRICS = frozenset({"corr"})
 
 
 @dataclass(frozen=True)
@@ -381,11 +386,12 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
     values = [trial.values[0] for trial in having]
     numbers = [trial.number for trial in having]
 
+    log_axis = False
     if isinstance(distribution, CategoricalDistribution):
         choices = list(distribution.choices)
-        positions = [choices.index(trial.params[name]) for trial in having]
-        # Small deterministic offsets keep trials with the same choice apart.
-        xs = [position + ((number % 7) - 3) * 0.04 for position, number in zip(positions, numbers)]
+        # Each trial sits exactly on its choice's tick, trial 0's star included. Trials with
+        # the same choice differ in value and colour, not in x position.
+        xs = [choices.index(trial.params[name]) for trial in having]
         axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
         if max(len(str(choice)) for choice in choices) > 6:
             # Long choice names (modality subsets) would overlap when written horizontally.
@@ -394,12 +400,16 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
                 label.set_horizontalalignment("right")
     else:
         xs = [trial.params[name] for trial in having]
-        if isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log:
+        log_axis = isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log
+        if log_axis:
             axes.set_xscale("log")
-    points = axes.scatter(xs, values, c=numbers, cmap="viridis", edgecolors="none", label="complete trial")
+    # White edges keep trials with equal or close values visible where their points overlap.
+    points = axes.scatter(xs, values, c=numbers, cmap="viridis", edgecolors="white", linewidths=0.5, label="complete trial")
     baseline = [(x, value) for x, value, trial in zip(xs, values, having) if _is_baseline(trial)]
     if baseline:
         axes.scatter([baseline[0][0]], [baseline[0][1]], marker="*", s=240, facecolors="none", edgecolors=_BASELINE_COLOR, linewidths=1.5, label="trial 0: original settings")
+    if log_axis and having:
+        _label_log_axis(axes)
     if having:
         colorbar = figure.colorbar(points, ax=axes)
         colorbar.set_label("trial number")
@@ -411,6 +421,32 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
     axes.set_title(f"{_objective_label(study)} against {name}")
     axes.grid(alpha=0.3)
     return figure
+
+
+def _label_log_axis(axes: Axes) -> None:
+    """Label only the major ticks of the log x axis, so that no two tick labels overlap.
+
+    Matplotlib labels minor ticks of a log axis that spans less than a decade, and neighbours
+    such as 3x10^-4 and 4x10^-4 then overlap. Here minor ticks stay unlabelled, and a narrow
+    axis gets more major ticks: at 1 and 3 times each power of ten when it spans under two
+    decades, at 1, 2 and 5 times when it spans under one. Where fewer than two of those fall
+    inside the axis (possible only under 0.7 decades), it gets at most four evenly spaced ticks,
+    because a log axis that narrow is nearly linear.
+    """
+    low, high = axes.get_xlim()
+    decades = math.log10(high / low)
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    if decades >= 2.0:
+        return
+    factors = (1.0, 3.0) if decades >= 1.0 else (1.0, 2.0, 5.0)
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    candidates = [factor * 10.0**power for power in range(first, last + 1) for factor in factors]
+    if sum(low <= tick <= high for tick in candidates) >= 2:
+        axes.xaxis.set_major_locator(LogLocator(base=10.0, subs=factors))
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+    # Infinite thresholds make the formatter label every major tick, not only powers of ten.
+    axes.xaxis.set_major_formatter(LogFormatterSciNotation(base=10.0, labelOnlyBase=False, minor_thresholds=(math.inf, math.inf)))
 
 
 def _alignment_figure(trial: FrozenTrial) -> Figure | None:
@@ -539,11 +575,11 @@ def _metrics_table_html(study: optuna.Study, trials: Sequence[FrozenTrial], best
             classes.append("best")
             label += " ★"
         values = trial.values or [None] * len(study.directions)
-        cells = "".join(f"<td>{_html_number(value)}</td>" for value in values)
-        metrics = trial.user_attrs.get("metrics") or {}
-        metric_cells = "".join(
-            f"<td>{_html_share(metrics.get(key)) if share else _html_number(metrics.get(key))}</td>" for key, _, share in METRIC_ROWS
+        cells = "".join(
+            f"<td>{_html_number(value, signed=_is_correlation_objective(study, index))}</td>" for index, value in enumerate(values)
         )
+        metrics = trial.user_attrs.get("metrics") or {}
+        metric_cells = "".join(f"<td>{_html_metric(key, metrics.get(key), share)}</td>" for key, _, share in METRIC_ROWS)
         params = ", ".join(f"{name}={_short(value)}" for name, value in sorted(trial.params.items()))
         epoch = trial.user_attrs.get("best_epoch")
         rows.append(
@@ -554,10 +590,27 @@ def _metrics_table_html(study: optuna.Study, trials: Sequence[FrozenTrial], best
     return "\n".join(rows)
 
 
-def _html_number(value: Any) -> str:
+def _is_correlation_objective(study: optuna.Study, index: int) -> bool:
+    names = study.metric_names
+    if names and index < len(names) and names[index]:
+        return names[index] == METRIC_NAME
+    # Without stored metric names the first objective is the correlation, as in `_objective_label`.
+    return index == 0
+
+
+def _html_number(value: Any, *, signed: bool) -> str:
+    """Format a float to 4 decimals, with a + or - sign only when `signed` (correlations)."""
     if value is None:
         return "-"
-    return f"{value:+.4f}" if isinstance(value, float) else html.escape(str(value))
+    if not isinstance(value, float):
+        return html.escape(str(value))
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _html_metric(key: str, value: Any, share: bool) -> str:
+    if share:
+        return _html_share(value)
+    return _html_number(value, signed=key in _SIGNED_METRICS)
 
 
 def _html_share(value: Any) -> str:

@@ -7,12 +7,15 @@ import re
 import optuna
 import pytest
 import typer
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 from report_support import build_study
 from typer.testing import CliRunner
 
 from adapters.errors import StudyError
 from search.commands.report import register
-from search.report import build_report
+from search.report import _slice_figure, build_report
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -53,6 +56,18 @@ def test_html_embeds_every_figure(single):
     assert "0 (original settings)" in page
 
 
+def test_html_signs_only_correlations(single):
+    study, _, report = single
+    page = report.html_path.read_text()
+    # MAE (1.21) and MSE (2.05) are errors, never negative, so they carry no sign.
+    assert "<td>1.2100</td>" in page
+    assert "<td>2.0500</td>" in page
+    assert "+1.2100" not in page
+    assert "+2.0500" not in page
+    # The correlation keeps its sign, as the objective and as the metric "Pearson r".
+    assert page.count(f"<td>{study.best_trial.values[0]:+.4f}</td>") == 2
+
+
 def test_single_objective_best(single):
     study, _, report = single
     assert [summary.number for summary in report.best] == [study.best_trial.number]
@@ -70,6 +85,62 @@ def test_multi_objective_shows_pareto(tmp_path):
     assert {summary.number for summary in report.best} == front
     assert "pareto.png" in [path.name for path in report.figures]
     assert "Pareto front and best trials" in report.html_path.read_text()
+
+
+def test_multi_objective_mae_unsigned(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = build_study(f"sqlite:///{tmp_path / 'm.db'}", complete=3, pruned=0, directions=("maximize", "minimize"))
+    page = build_report(study, tmp_path / "out").html_path.read_text()
+    for trial in study.trials:
+        correlation, mae = trial.values
+        # The MAE objective column has no sign, but the correlation column has one.
+        assert f"<td>{mae:.4f}</td>" in page
+        assert f"+{mae:.4f}" not in page
+        assert f"<td>{correlation:+.4f}</td>" in page
+
+
+def test_categorical_slice_points_on_ticks(single):
+    study, _, _ = single
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    choices = list(complete[0].distributions["objective"].choices)
+    axes = _slice_figure(study, complete, "objective").axes[0]
+    collections = {collection.get_label(): collection for collection in axes.collections}
+
+    points = collections["complete trial"].get_offsets()
+    star = collections["trial 0: original settings"].get_offsets()
+    # Every point, trial 0's star included, sits exactly on the tick of its choice.
+    assert [x for x, _ in points] == [choices.index(trial.params["objective"]) for trial in complete]
+    assert star[0][0] == choices.index(complete[0].params["objective"])
+    assert star[0][1] == complete[0].values[0]
+
+
+@pytest.mark.parametrize(("low", "high"), [(1.5e-4, 1.2e-3), (1.2e-4, 9e-4), (3e-4, 5e-4), (2e-5, 8e-4), (1e-5, 1e-2)])
+def test_log_slice_tick_labels_apart(low, high):
+    study = optuna.create_study(direction="maximize")
+    for index in range(5):
+        lr = low * (high / low) ** (index / 4)
+        study.add_trial(
+            create_trial(params={"lr": lr}, distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)}, values=[0.1 * index])
+        )
+    figure = _slice_figure(study, study.trials, "lr")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    axes = figure.axes[0]
+    frame = axes.get_window_extent(renderer)
+
+    # Matplotlib also lays out labels of ticks just outside the axis, which it does not draw.
+    boxes = []
+    for label in axes.get_xticklabels(minor=False) + axes.get_xticklabels(minor=True):
+        box = label.get_window_extent(renderer)
+        centre = (box.x0 + box.x1) / 2
+        if label.get_visible() and label.get_text() and frame.x0 - 1 <= centre <= frame.x1 + 1:
+            boxes.append(box)
+    boxes.sort(key=lambda box: box.x0)
+    # The axis shows at least two labels, and each ends before the next one starts.
+    assert len(boxes) >= 2
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, (low, high, left, right)
 
 
 def test_too_few_trials_message(tmp_path):

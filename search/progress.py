@@ -1,7 +1,8 @@
 """Rich progress display of a running study and its closing table.
 
 On a terminal, two bars show the study's finished trials (with the best value so far and
-the pruned count) and the epochs of the running trial. When the output is not a terminal
+the pruned count) and the epochs of the running trial (with the last epoch's and the best
+epoch's MOSI-valid correlation). When the output is not a terminal
 (a log file, CI), Rich draws no live bars and prints the bars once when the run stops. There
 the log line that `search.study` writes for each finished trial is the running record.
 """
@@ -34,6 +35,8 @@ class RichReporter(Reporter):
         )
         self._trials: TaskID | None = None
         self._epochs: TaskID | None = None
+        # (trial number, best score) of the trial the epoch bar shows.
+        self._best_score: tuple[int, float] | None = None
 
     def start(self, study_name: str, target_trials: int, counts: TrialCounts, best: float | None) -> None:
         self.progress.start()
@@ -52,8 +55,16 @@ class RichReporter(Reporter):
             self.progress.reset(self._epochs, total=epochs, description=description, status="")
 
     def epoch(self, number: int, epoch: int, epochs: int, score: float) -> None:
-        if self._epochs is not None:
-            self.progress.update(self._epochs, completed=epoch, status=f"{METRIC_NAME} {score:+.4f}")
+        if self._epochs is None:
+            return
+        # A complete trial's value is its best epoch's score and a pruned trial's is its last
+        # epoch's, so the bar shows both, each named.
+        # NOTE: with seeds > 1 a complete trial's value is the mean of the seeds' best scores,
+        # while epochs are reported for the first seed only.
+        if self._best_score is None or self._best_score[0] != number or score > self._best_score[1]:
+            self._best_score = (number, score)
+        status = f"{METRIC_NAME} last {score:+.4f}, best {self._best_score[1]:+.4f}"
+        self.progress.update(self._epochs, completed=epoch, status=status)
 
     def update(self, counts: TrialCounts, best: float | None, running: int = 0) -> None:
         if self._trials is None:

@@ -32,7 +32,40 @@ def test_reporter_without_terminal():
     # The final state of both bars is printed once: counts, best value and the epoch score.
     assert "2/3" in output
     assert "best +0.4000, 1 pruned" in output
-    assert "valid_corr +0.4000" in output
+    assert "valid_corr last +0.4000, best +0.4000" in output
+
+
+def test_epoch_bar_shows_best_epoch():
+    console, buffer = _console()
+    reporter = RichReporter(console)
+
+    reporter.start("s", 2, TrialCounts(), None)
+    reporter.trial_started(0, 3)
+    for epoch, score in enumerate([0.2, 0.5763, 0.31], start=1):
+        reporter.epoch(0, epoch, 3, score)
+    reporter.close()
+
+    # The trial's value is its best epoch's score (+0.5763), so the bar names it next to
+    # the last epoch's score.
+    assert "valid_corr last +0.3100, best +0.5763" in buffer.getvalue()
+
+
+def test_epoch_bar_best_resets_per_trial():
+    console, buffer = _console()
+    reporter = RichReporter(console)
+
+    reporter.start("s", 2, TrialCounts(), None)
+    reporter.trial_started(0, 2)
+    reporter.epoch(0, 1, 2, 0.9)
+    reporter.epoch(0, 2, 2, 0.8)
+    reporter.update(TrialCounts(complete=1), 0.9)
+    reporter.trial_started(1, 2)
+    reporter.epoch(1, 1, 2, -0.2)
+    reporter.epoch(1, 2, 2, 0.1)
+    reporter.close()
+
+    # Trial 1's best is its own, not trial 0's +0.9000.
+    assert "valid_corr last +0.1000, best +0.1000" in buffer.getvalue()
 
 
 def test_summary_table_compares_with_original():

@@ -156,6 +156,13 @@ def _evaluate_splits(model: SourceModel, data, modalities) -> dict:
     return results
 
 
+def _corr_text(metrics: dict) -> str:
+    """Format Pearson r of a `Metrics.to_dict` result to 3 decimals, or as undefined with the reason."""
+    if metrics["corr"] is None:
+        return f"undefined ({metrics['corr_reason']})"
+    return f"{metrics['corr']:.3f}"
+
+
 _SHAPE_MISMATCH = re.compile(r"\((\d+)x(\d+) and (\d+)x(\d+)\)")
 
 
@@ -264,7 +271,7 @@ def load_or_train_source(
     info.update(_evaluate_splits(model, source_data, modalities))
     logger.info(
         "source model: best epoch %d, %s test r=%s MAE=%.3f",
-        info["best_epoch"], source_data.name, info["test"]["corr"], info["test"]["mae"],
+        info["best_epoch"], source_data.name, _corr_text(info["test"]), info["test"]["mae"],
     )
     with atomic_path(path, suffix=".pt") as temporary:
         torch.save({"state_dict": network.state_dict(), "info": info}, temporary)

@@ -1,8 +1,10 @@
+import logging
+
 import pytest
 import torch
 
 from adapters.errors import ModelError
-from adapters.source import SourceModel, SourceModelConfig, load_or_train_source
+from adapters.source import SourceModel, SourceModelConfig, _corr_text, load_or_train_source
 from synthetic_train import SOURCE_WIDTHS, make_pair
 
 MODALITIES = ("visual", "audio", "text")
@@ -26,6 +28,23 @@ def test_source_trained_once_then_cached(source, tmp_path):
     features = {m: torch.from_numpy(source.splits["test"].features[m]) for m in MODALITIES}
     assert torch.equal(model(features), again(features))
     assert not list((tmp_path / "source").glob(".tmp-*"))
+
+
+def test_source_log_rounds_test_metrics(source, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="adapters.source"):
+        _, info = load_or_train_source(FAST, source, tmp_path, MODALITIES)
+
+    messages = [record.getMessage() for record in caplog.records]
+    lines = [message for message in messages if message.startswith("source model:")]
+    assert len(lines) == 1
+    # Pearson r is written to 3 decimals like the MAE, not with every digit of the float.
+    assert f"test r={info['test']['corr']:.3f} MAE={info['test']['mae']:.3f}" in lines[0]
+
+
+def test_source_log_undefined_correlation():
+    metrics = {"corr": None, "corr_reason": "constant predictions"}
+
+    assert _corr_text(metrics) == "undefined (constant predictions)"
 
 
 def test_source_cache_key_changes_with_config_and_modalities(source, tmp_path):

@@ -284,6 +284,9 @@ def run_study(
             )
         else:
             interrupted = _run_workers(study, options, jobs, threads, reporter, deadline=_deadline(options, started))
+        # Optuna runs no trial callback for a trial that Ctrl-C ended, so the progress line
+        # gets the counts here, once that trial is FAIL, to agree with the closing table.
+        reporter.update(TrialCounts.of(study.get_trials(deepcopy=False)), _best_value(study))
     finally:
         reporter.close()
 

@@ -182,3 +182,23 @@ def test_report_command(single, tmp_path):
     assert "best trial" in result.output
     assert "0 (original)" in result.output
     assert (tmp_path / "cli" / "report.html").is_file()
+
+
+def test_terminal_tables_fit_80_columns(single, tmp_path):
+    from rich.console import Console
+
+    from search.commands.report import _settings_tables, _summary_table
+
+    study, _, _ = single
+    result = build_report(study, tmp_path / "out", top=7)
+    console = Console(width=80, record=True)
+    console.print(_summary_table(result))
+    for table in _settings_tables(result):
+        console.print(table)
+    text = console.export_text()
+
+    assert max(len(line) for line in text.splitlines()) <= 80
+    # Every parameter name is shown whole, and every shown trial has a settings column.
+    for name in study.best_trial.params:
+        assert f" {name} " in text, name
+    assert "0 (original)" in text

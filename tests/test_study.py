@@ -17,7 +17,7 @@ from adapters.params import ORIGINAL_SETTINGS
 from search.config import StudyConfig
 from search.notes import read_trial_note
 from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
-from search.study import STUDY_ATTR, run_study
+from search.study import STUDY_ATTR, Reporter, run_study
 from tests.study_support import TINY_SPACE, write_study_config
 
 torch.set_num_threads(1)
@@ -156,12 +156,22 @@ def test_ctrl_c_leaves_no_running_trial(config, studies_dir, tmp_path, monkeypat
 
         return real_train(*args, callback=interrupt, **kwargs)
 
+    class RecordingReporter(Reporter):
+        def __init__(self):
+            self.updates = []
+
+        def update(self, counts, best, running=0):
+            self.updates.append(counts)
+
+    reporter = RecordingReporter()
     monkeypatch.setattr(search.objective, "train_adapters", interrupted_train)
-    summary = _run(config, storage, studies_dir, trials=3)
+    summary = _run(config, storage, studies_dir, trials=3, reporter=reporter)
 
     trials = _load(storage).trials
     # The run reports the interruption instead of raising it.
     assert summary.interrupted
+    # The progress line's last counts include the interrupted trial, as the closing table does.
+    assert reporter.updates[-1].failed == summary.counts.failed == 1
     # The interrupted trial is FAIL, never left RUNNING.
     assert trials[0].state == TrialState.FAIL
     assert all(trial.state != TrialState.RUNNING for trial in trials)

@@ -23,7 +23,7 @@ def report(
         Optional[Path],
         typer.Option("--out", help="Folder for the PNG figures and report.html. Default: reports/STUDY."),
     ] = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Number of best trials in the metrics table.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, help="Number of best trials in the trial table of report.html.")] = 10,
 ) -> None:
     """Write PNG figures and a self-contained HTML report of a study."""
     from search.export import load_study
@@ -34,6 +34,8 @@ def report(
 
     console = Console()
     console.print(_summary_table(result))
+    for table in _settings_tables(result):
+        console.print(table)
     for message in result.messages:
         console.print(f"[yellow]note:[/yellow] {message}", highlight=False)
     console.print(f"wrote {len(result.figures)} figures and {result.html_path}", highlight=False)
@@ -50,30 +52,58 @@ def _summary_table(result) -> Table:
     table.add_column("Acc-2 non-zero", justify="right")
     table.add_column("F1 non-zero", justify="right")
     table.add_column("Acc-7", justify="right")
-    table.add_column("parameters")
 
-    rows = list(result.best)
-    if result.baseline is not None and result.baseline.number not in {row.number for row in rows}:
-        rows.append(result.baseline)
-    for row in rows:
-        label = f"{row.number} (original)" if row.baseline else str(row.number)
+    for row in _shown_rows(result):
         values = list(row.values) if row.values else [None] * len(result.directions)
         metrics = row.metrics
-        params = ", ".join(f"{name}={_short(value)}" for name, value in sorted(row.params.items()))
         table.add_row(
-            label,
+            _label(row),
             *[_number(value) for value in values],
             _number(metrics.get("mae"), signed=False),
             _share(metrics.get("acc2_nonzero")),
             _share(metrics.get("f1_nonzero")),
             _share(metrics.get("acc7")),
-            params,
         )
 
     if result.importances:
         ranked = ", ".join(f"{name} {value:.2f}" for name, value in result.importances.items())
         table.caption = f"parameter importances: {ranked}"
     return table
+
+
+# Trials per settings table: a parameter column and five value columns fit 80 terminal columns.
+SETTINGS_COLUMNS = 5
+
+
+def _settings_tables(result) -> list[Table]:
+    """Build tables of the shown trials' sampled settings, a row per parameter, five trials per table."""
+    rows = _shown_rows(result)
+    names = sorted({name for row in rows for name in row.params})
+    if not names:
+        return []
+    tables = []
+    for start in range(0, len(rows), SETTINGS_COLUMNS):
+        chunk = rows[start : start + SETTINGS_COLUMNS]
+        table = Table(title="sampled settings" if start == 0 else None, header_style="bold")
+        table.add_column("parameter", no_wrap=True)
+        for row in chunk:
+            table.add_column(_label(row), justify="right")
+        for name in names:
+            table.add_row(name, *[_short(row.params[name]) if name in row.params else "-" for row in chunk])
+        tables.append(table)
+    return tables
+
+
+def _shown_rows(result) -> list:
+    """Return the best trials of the report, with trial 0 appended when it is not among them."""
+    rows = list(result.best)
+    if result.baseline is not None and result.baseline.number not in {row.number for row in rows}:
+        rows.append(result.baseline)
+    return rows
+
+
+def _label(row) -> str:
+    return f"{row.number} (original)" if row.baseline else str(row.number)
 
 
 def _number(value, *, signed: bool = True) -> str:

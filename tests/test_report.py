@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import optuna
@@ -202,3 +203,35 @@ def test_terminal_tables_fit_80_columns(single, tmp_path):
     for name in study.best_trial.params:
         assert f" {name} " in text, name
     assert "0 (original)" in text
+
+
+@pytest.mark.slow
+def test_report_of_real_search(tiny_world, tmp_path):
+    from search.config import StudyConfig
+    from search.study import run_study
+    from tests.study_support import write_study_config
+
+    # Pruning on, so the correlation-curve figure has pruned trials to draw.
+    pruner = {"threshold": 0.0, "warmup_epochs": 2, "median_startup_trials": 5, "median_warmup_epochs": 2}
+    config = StudyConfig.from_file(write_study_config(tmp_path / "cfg", tiny_world, pruner=pruner))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_study(config, trials=30, storage=url, studies_dir=tmp_path / "studies", seed=0, threads=1)
+    study = optuna.load_study(study_name="adaptsearch", storage=url)
+
+    report = build_report(study, tmp_path / "report")
+
+    names = {path.name for path in report.figures}
+    assert {"importances.png", "history.png", "curves.png", "alignment.png"} <= names
+    assert {f"slice-{name}.png" for name in ("lr", "objective")} <= names
+    for path in report.figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report.html_path.read_text()
+    # The page embeds exactly the bytes of every PNG file, each under a caption naming it,
+    # and links nothing outside itself.
+    embedded = sorted(base64.b64decode(data) for data in IMG.findall(page))
+    assert embedded == sorted(path.read_bytes() for path in report.figures)
+    for path in report.figures:
+        assert f"({path.name})" in page
+    assert "src=\"http" not in page and ".png\"" not in page
+    assert report.counts["complete"] + report.counts["pruned"] == 30
+    assert report.baseline is not None and report.baseline.number == 0

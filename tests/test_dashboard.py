@@ -57,8 +57,15 @@ def test_dashboard_serves_study(stored_study):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        studies = _get_json(f"http://127.0.0.1:{port}/api/studies", server, time.monotonic() + 60)
+        studies = _get_json(f"{base}/api/studies", server, time.monotonic() + 60)
+        study_id = studies["study_summaries"][0]["study_id"]
+        detail = _get_json(f"{base}/api/studies/{study_id}", server, time.monotonic() + 30)
+        trial = detail["trials"][1]
+        artifact = trial["artifacts"][0]
+        with urllib.request.urlopen(f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact['artifact_id']}", timeout=10) as response:
+            downloaded = response.read()
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0].decode()
@@ -66,6 +73,16 @@ def test_dashboard_serves_study(stored_study):
     # The dashboard lists the study that adaptsearch wrote, under its name.
     names = [study["study_name"] for study in studies["study_summaries"]]
     assert names == ["watched"], output
+    # The run's notes come back through the API: the study's and each finished trial's.
+    study_note = detail["note"]["body"]
+    for heading in ("### Baseline: the original script's settings", "### Data", "### Study config"):
+        assert heading in study_note
+    assert trial["note"]["body"].startswith("## Trial 1")
+    assert "| Pearson r |" in trial["note"]["body"]
+    # The trial's stored adapters are listed and served whole.
+    assert artifact["filename"].endswith(".pt")
+    assert len(downloaded) > 0
+    assert downloaded[:2] == b"PK"  # torch.save writes a zip archive
 
 
 def test_dashboard_missing_study(stored_study):

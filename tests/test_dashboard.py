@@ -79,7 +79,7 @@ def test_dashboard_serves_study(stored_study):
         assert heading in study_note
     assert trial["note"]["body"].startswith("## Trial 1")
     assert "| Pearson r |" in trial["note"]["body"]
-    # The trial's stored adapters are listed and served whole.
+    # The trial's stored adapters are listed, and the server returns the saved file.
     assert artifact["filename"].endswith(".pt")
     assert len(downloaded) > 0
     assert downloaded[:2] == b"PK"  # torch.save writes a zip archive

@@ -408,6 +408,10 @@ def write_demo_world(
     if size not in ("default", "tiny"):
         raise DataError(f"size must be 'default' or 'tiny', got {size!r}")
     out_dir = Path(out_dir)
+    # NOTE: one generator draws both plans and then both datasets' features. A target
+    # segment table (--segments) replaces the target plan's draws, so the source features
+    # drawn after it differ from the default world's. Separate generators would change every
+    # default world and the figures recorded from it.
     rng = np.random.default_rng(seed)
     # Both tables are read before anything is written, so a bad table fails fast and leaves
     # no folder behind.

@@ -103,6 +103,8 @@ def summary_table(summary: RunSummary) -> Table:
     table.add_row("finished / requested", "", f"{counts.finished} / {summary.target_trials}")
     table.add_row("complete", "", str(counts.complete))
     table.add_row("pruned", "", str(counts.pruned))
+    for rule, count in sorted(summary.pruned_by_rule.items()):
+        table.add_row(f"  by the {rule} rule", "", str(count))
     table.add_row("failed", "", str(counts.failed))
     if counts.running:
         table.add_row("running (other workers)", "", str(counts.running))

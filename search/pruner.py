@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import optuna
 from optuna.pruners import BasePruner, MedianPruner
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from adapters.errors import ConfigError
 
@@ -117,7 +118,7 @@ class NegativeCorrelationPruner(BasePruner):
         if self._median.prune(study, trial):
             reason = (
                 f"best valid correlation {_best_value(trial):.4f} up to epoch {step} is below "
-                f"the median of complete trials at that epoch"
+                f"the median {_median_at(study, step):.4f} of complete trials at that epoch"
             )
             self._record(study, trial, "median", reason)
             return True
@@ -130,6 +131,23 @@ class NegativeCorrelationPruner(BasePruner):
         study._storage.set_trial_user_attr(trial._trial_id, PRUNED_RULE_ATTR, rule)
         study._storage.set_trial_user_attr(trial._trial_id, PRUNED_REASON_ATTR, reason)
         logger.debug("trial %d pruned by the %s rule: %s", trial.number, rule, reason)
+
+
+def count_pruned_by_rule(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Count PRUNED trials by the rule stored on them ("threshold", "median"; "unknown" if none is)."""
+    counts: dict[str, int] = {}
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            rule = str(trial.user_attrs.get(PRUNED_RULE_ATTR, "unknown"))
+            counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+def _median_at(study: optuna.Study, step: int) -> float:
+    """Return the median of the complete trials' values at `step`, as Optuna's `MedianPruner` computes it."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [trial.intermediate_values[step] for trial in complete if step in trial.intermediate_values]
+    return float(np.nanmedian(values)) if values else math.nan
 
 
 def _best_value(trial: FrozenTrial) -> float:

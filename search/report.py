@@ -40,6 +40,7 @@ from adapters.errors import ConfigError, StudyError
 from adapters.io import atomic_write_bytes, atomic_write_text
 from search.notes import METRIC_ROWS, find_baseline
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
+from search.pruner import count_pruned_by_rule
 
 __all__ = ["MIN_TRIALS_FOR_IMPORTANCE", "Report", "TrialSummary", "build_report"]
 
@@ -80,6 +81,7 @@ class Report:
     html_path: Path
     figures: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    pruned_by_rule: dict[str, int] = field(default_factory=dict)
     best: list[TrialSummary] = field(default_factory=list)
     baseline: TrialSummary | None = None
     importances: dict[str, float] | None = None
@@ -88,6 +90,19 @@ class Report:
     @property
     def multi_objective(self) -> bool:
         return len(self.directions) > 1
+
+    def describe_counts(self) -> str:
+        """Return the trial counts by state, with the pruned ones split by rule: "16 complete, 14 pruned (...)"."""
+        parts = []
+        for state, count in self.counts.items():
+            if not count:
+                continue
+            text = f"{count} {state}"
+            if state == "pruned" and self.pruned_by_rule:
+                rules = ", ".join(f"{number} by the {rule} rule" for rule, number in sorted(self.pruned_by_rule.items()))
+                text += f" ({rules})"
+            parts.append(text)
+        return ", ".join(parts)
 
 
 def build_report(study: optuna.Study, out_dir: str | Path, *, top: int = 10) -> Report:
@@ -119,6 +134,7 @@ def build_report(study: optuna.Study, out_dir: str | Path, *, top: int = 10) -> 
     directions = tuple(direction.name.lower() for direction in study.directions)
     report = Report(study_name=study.study_name, directions=directions, out_dir=out_dir, html_path=out_dir / "report.html")
     report.counts = {state.name.lower(): sum(trial.state == state for trial in trials) for state in TrialState}
+    report.pruned_by_rule = count_pruned_by_rule(trials)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     best_trials = _best_trials(study, complete)
     report.best = [_summary(trial) for trial in best_trials]
@@ -528,7 +544,7 @@ p.note { color: #8a5300; }
 def _render_html(study: optuna.Study, report: Report, images, table_trials: Sequence[FrozenTrial]) -> str:
     escape = html.escape
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    counts = ", ".join(f"{count} {state}" for state, count in report.counts.items() if count)
+    counts = report.describe_counts()
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

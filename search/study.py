@@ -39,6 +39,7 @@ from adapters.params import ORIGINAL_SETTINGS
 from search import __version__
 from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
+from search.pruner import count_pruned_by_rule
 from search.storage import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_STORAGE_URL,
@@ -116,6 +117,7 @@ class RunSummary:
     baseline_state: str | None = None
     interrupted: bool = False
     new_trials: int = 0
+    pruned_by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class Reporter:
@@ -673,6 +675,7 @@ def summarize(study: optuna.Study, options: RunOptions, wall_seconds: float, *, 
         counts=counts,
         wall_seconds=wall_seconds,
         new_trials=counts.finished - initial_finished,
+        pruned_by_rule=count_pruned_by_rule(trials),
     )
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     if complete:

@@ -74,6 +74,7 @@ def test_summary_table_compares_with_original():
         study_name="s", storage="memory", target_trials=4,
         counts=TrialCounts(complete=2, pruned=1, failed=1), wall_seconds=3725.0,
         best_number=3, best_value=0.61, baseline_number=0, baseline_value=0.48, baseline_state="COMPLETE",
+        pruned_by_rule={"median": 1},
     )
 
     console.print(summary_table(summary))
@@ -85,6 +86,8 @@ def test_summary_table_compares_with_original():
     assert "+0.1300" in output
     assert "3 / 4" in output
     assert "1:02:05" in output
+    # Pruned trials are split by the rule that pruned them.
+    assert "by the median rule" in output
 
 
 def test_summary_table_without_trials():

@@ -154,3 +154,17 @@ def test_from_dict_round_trip_and_unknown_key():
     # An unknown key in the pruner section is rejected by name.
     with pytest.raises(ConfigError, match="patience"):
         NegativeCorrelationPruner.from_dict({"patience": 3})
+
+
+def test_median_reason_states_median():
+    pruner = NegativeCorrelationPruner(threshold=-1.0, warmup_epochs=0, median_startup_trials=3, median_warmup_epochs=0)
+    study = _study(pruner)
+    for previous in ([0.2, 0.4], [0.3, 0.6], [0.9, 0.8]):
+        _complete(study, previous)
+
+    trial, pruned_at = _report_until_pruned(study, [0.1, 0.15])
+
+    # The complete trials reported 0.2, 0.3 and 0.9 at epoch 0, so the median is 0.3.
+    assert pruned_at == 0
+    reason = study.trials[trial.number].user_attrs["pruned_reason"]
+    assert reason == "best valid correlation 0.1000 up to epoch 0 is below the median 0.3000 of complete trials at that epoch"

@@ -76,6 +76,8 @@ def test_single_objective_best(single):
     assert report.baseline.baseline
     assert set(report.importances) == {"lr", "depth", "objective"}
     assert report.counts["pruned"] == 2
+    assert report.pruned_by_rule == {"threshold": 2}
+    assert "2 pruned (2 by the threshold rule)" in report.html_path.read_text()
 
 
 def test_multi_objective_shows_pareto(tmp_path):

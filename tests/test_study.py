@@ -212,8 +212,9 @@ def test_pruning_in_objective_spares_original(tiny_world, studies_dir, tmp_path)
     note = read_trial_note(_load(storage), 1)
     assert "### MOSI-valid metrics (epoch 1, the best before pruning)" in note
     assert "| MAE |" in note
-    # Pruned trials count towards the requested total.
+    # Pruned trials count towards the requested total, and the summary counts them by rule.
     assert summary.counts.finished == 3
+    assert summary.pruned_by_rule == {"threshold": 2}
 
 
 def test_parallel_workers_share_count(config, studies_dir, tmp_path):

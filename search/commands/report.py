@@ -42,7 +42,7 @@ def report(
 
 
 def _summary_table(result) -> Table:
-    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items() if count)
+    counts = result.describe_counts()
     title = "Pareto front" if result.multi_objective else "best trial"
     table = Table(title=f"study {result.study_name}: {title} ({counts})", header_style="bold")
     table.add_column("trial", justify="right")

@@ -50,6 +50,7 @@ def diagnose(
     target_data,
     *,
     split: str,
+    label: str | None = None,
 ) -> dict:
     """Compare adapted features and predictions with the source features and the labels.
 
@@ -64,6 +65,9 @@ def diagnose(
         supplies the share of non-finite input values that preparation replaced.
     split : str
         Name of the evaluated target split, stored in the result.
+    label : str, optional
+        Name of the run (e.g. "original settings"), put before each logged warning so that
+        the warnings of two runs in one command name their run.
 
     Returns
     -------
@@ -114,7 +118,7 @@ def diagnose(
                 f"adapted {modality} features collapsed: std {adapted_std:.4f} against source std {source_std:.4f}"
             )
     for sentence in warnings_found:
-        logger.warning(sentence)
+        logger.warning("%s%s", f"{label}: " if label else "", sentence)
 
     return {
         "split": split,

@@ -85,7 +85,9 @@ def _warn_if_other_data(params: RunParams, context: RunContext) -> None:
             )
 
 
-def train_and_test(context: RunContext, config: TrainConfig, *, include_valid: bool, cache_dir: Path) -> RunOutcome:
+def train_and_test(
+    context: RunContext, config: TrainConfig, *, include_valid: bool, cache_dir: Path, label: str | None = None
+) -> RunOutcome:
     """Train adapters on the target train split (and valid, if `include_valid`) and test them once.
 
     Without `include_valid` the epoch with the best validation correlation is kept, exactly as
@@ -95,12 +97,15 @@ def train_and_test(context: RunContext, config: TrainConfig, *, include_valid: b
     training = train_adapters(
         context.source_model, context.source_data, context.target_data, config,
         train_splits=train_splits, eval_split="valid", keep="last" if include_valid else "best", cache_dir=cache_dir,
+        label=label,
     )
 
     test_split = context.target_data.splits["test"]
     predictions, adapted = evaluate(training.adapters, context.source_model, _tensors(test_split, config.modalities))
     test_metrics = compute_metrics(predictions, test_split.labels)
-    test_diagnostics = diagnose(adapted, predictions, test_split.labels, context.source_data, context.target_data, split="test")
+    test_diagnostics = diagnose(
+        adapted, predictions, test_split.labels, context.source_data, context.target_data, split="test", label=label
+    )
     return RunOutcome(
         valid=training.metrics,
         test=test_metrics,
@@ -186,12 +191,14 @@ def retrain(
     context = prepare_context(params.source, params.target, params.source_model, cache_dir, params.train.modalities)
     _warn_if_other_data(params, context)
     logger.info("training adapters (%s) on %s", params.train.objective, context.target_data.name)
-    tuned = train_and_test(context, params.train, include_valid=include_valid, cache_dir=cache_dir)
+    tuned = train_and_test(context, params.train, include_valid=include_valid, cache_dir=cache_dir, label="tuned settings")
     original = None
     if compare_original:
         original_config = ORIGINAL_SETTINGS.replace(modalities=params.train.modalities, seed=params.train.seed)
         logger.info("training adapters with the original settings for comparison")
-        original = train_and_test(context, original_config, include_valid=include_valid, cache_dir=cache_dir)
+        original = train_and_test(
+            context, original_config, include_valid=include_valid, cache_dir=cache_dir, label="original settings"
+        )
 
     result = FinalResult(tuned, original, out_dir, include_valid, context.source_info)
     _write_run(out_dir, params, result)

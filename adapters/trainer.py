@@ -157,6 +157,7 @@ def train_adapters(
     keep: str = "best",
     callback: Callable[[EpochRecord], None] | None = None,
     cache_dir=None,
+    label: str | None = None,
 ) -> TrainResult:
     """Train one adapter per modality so that the frozen source model works on target features.
 
@@ -180,6 +181,8 @@ def train_adapters(
         Called with each `EpochRecord`; an exception it raises propagates unchanged.
     cache_dir : Path, optional
         Cache root for prototype files.
+    label : str, optional
+        Name of the run, put before the diagnostics' logged warnings.
 
     Returns
     -------
@@ -239,7 +242,7 @@ def train_adapters(
     adapters.load_state_dict(best_state)
     adapters.eval()
     predictions, adapted = evaluate(adapters, source_model, eval_x)
-    diagnostics = diagnose(adapted, predictions, eval_labels, source_data, target_data, split=eval_split)
+    diagnostics = diagnose(adapted, predictions, eval_labels, source_data, target_data, split=eval_split, label=label)
     return TrainResult(
         adapters=dict(adapters.items()),
         history=history,

@@ -165,6 +165,14 @@ def run_params(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> Run
     )
 
 
+def check_export_path(path: str | Path, *, force: bool) -> Path:
+    """Return `path` as a Path, raising `ConfigError` if the file exists and `force` is False."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it or choose another --export path")
+    return path
+
+
 def export_params(
     study: optuna.Study, path: str | Path, *, storage_url: str, trial_number: int | None = None, force: bool = False
 ) -> tuple[Path, FrozenTrial]:
@@ -175,9 +183,7 @@ def export_params(
     ConfigError
         If `path` exists and `force` is False.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise ConfigError(f"{path} already exists; pass --force to overwrite it or choose another --export path")
+    path = check_export_path(path, force=force)
     trial = pick_trial(study, trial_number)
     dump_params(run_params(study, trial, storage_url), path, force=force)
     return path, trial

@@ -418,7 +418,11 @@ def check_or_store_study_attrs(study: optuna.Study, config: StudyConfig, fingerp
             stored["config"]["pruner"],
             current["config"]["pruner"],
         )
-    logger.info("resuming study %r with %d stored trials", name, len(study.get_trials(deepcopy=False)))
+    counts = TrialCounts.of(study.get_trials(deepcopy=False))
+    logger.info(
+        "resuming study %r: %d finished, %d failed, %d waiting to run",
+        name, counts.finished, counts.failed, counts.waiting,
+    )
 
 
 def enqueue_original_settings(study: optuna.Study, config: StudyConfig) -> None:

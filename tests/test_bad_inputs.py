@@ -603,3 +603,14 @@ def test_corrupt_database_creates_nothing(study_folder, tmp_path, capsys, monkey
     # No lock file, no artifact folder beside the file, and the file itself untouched.
     assert file_digests(folder) == before
     assert sorted(path.name for path in folder.iterdir()) == ["bad.db"]
+
+
+def test_existing_export_fails_before_table(study_folder, capsys, monkeypatch):
+    monkeypatch.chdir(study_folder)
+
+    code, output = invoke(["best", "--export", "params.yaml"], capsys)
+
+    assert code == CONFIG_EXIT, output
+    # The error is the only output: the table of best trials is not printed first.
+    assert "best trials" not in output
+    assert output.strip().startswith("error: params.yaml already exists")

@@ -30,6 +30,20 @@ def test_collapse_flagged_and_logged(pair, caplog):
     assert any("adapted text features collapsed" in warning for warning in report["warnings"])
 
 
+def test_logged_warnings_name_the_run(pair, caplog):
+    source, target = pair
+    labels = target.splits["valid"].labels
+    predictions = np.full(labels.shape, 0.2)
+
+    with caplog.at_level(logging.WARNING, logger="adapters.diagnostics"):
+        report = diagnose(_adapted(source, 0.01), predictions, labels, source, target, split="test", label="original settings")
+
+    # Each logged warning starts with the run's name; the stored sentences do not.
+    assert caplog.messages
+    assert all(message.startswith("original settings: ") for message in caplog.messages)
+    assert [message.removeprefix("original settings: ") for message in caplog.messages] == report["warnings"]
+
+
 def test_healthy_run_has_no_warnings(pair):
     source, target = pair
     labels = target.splits["valid"].labels

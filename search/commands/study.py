@@ -212,7 +212,7 @@ def best(
     ] = None,
 ) -> None:
     """List the best trials of a study and export one as params.yaml for 'adaptsearch train'."""
-    from search.export import best_trials, export_params, is_multi_objective, load_study, trial_rows
+    from search.export import best_trials, check_export_path, export_params, is_multi_objective, load_study, trial_rows
     from search.objective import ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN
 
     # Both options act on the exported trial, so without --export they would do nothing.
@@ -220,6 +220,9 @@ def best(
         raise ConfigError(f"--trial {trial} chooses the trial to export and needs --export; add --export params.yaml")
     if adapters_out is not None and export is None:
         raise ConfigError("--adapters needs --export, which chooses the trial; add --export params.yaml")
+    if export is not None:
+        # Checked before the table is printed, so that the error is the command's only output.
+        check_export_path(export, force=force)
     if adapters_out is not None:
         # Checked before the export is written, so that a bad path leaves no half-done export.
         if adapters_out.exists() and not force:

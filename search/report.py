@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -318,6 +318,8 @@ def _history_figure(study: optuna.Study, trials: Sequence[FrozenTrial]) -> Figur
             running.append(trial.values[0] if not running else better(running[-1], trial.values[0]))
             steps.append(trial.number)
         axes.step(steps, running, where="post", color=_BEST_COLOR, label="best so far")
+    # Trial numbers are whole, so the axis never gets ticks such as 2.5.
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     for trial in trials:
         if _is_baseline(trial) and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             value = trial.values[0] if trial.values else trial.intermediate_values.get(trial.last_step)
@@ -426,6 +428,9 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
         axes.scatter([baseline[0][0]], [baseline[0][1]], marker="*", s=240, facecolors="none", edgecolors=_BASELINE_COLOR, linewidths=1.5, label="trial 0: original settings")
     if log_axis and having:
         _label_log_axis(axes)
+        if isinstance(distribution, IntDistribution):
+            # Integer settings (cluster counts) read as plain numbers, not as 1.2x10^1.
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
     if having:
         colorbar = figure.colorbar(points, ax=axes)
         colorbar.set_label("trial number")

@@ -9,14 +9,14 @@ import optuna
 import pytest
 import typer
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from optuna.distributions import FloatDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 from report_support import build_study
 from typer.testing import CliRunner
 
 from adapters.errors import StudyError
 from search.commands.report import register
-from search.report import _slice_figure, build_report
+from search.report import _history_figure, _slice_figure, build_report
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -144,6 +144,37 @@ def test_log_slice_tick_labels_apart(low, high):
     assert len(boxes) >= 2
     for left, right in zip(boxes, boxes[1:]):
         assert left.x1 < right.x0, (low, high, left, right)
+
+
+def test_integer_log_slice_plain_labels():
+    study = optuna.create_study(direction="maximize")
+    for index, clusters in enumerate((11, 16, 40, 75)):
+        study.add_trial(
+            create_trial(
+                params={"n_clusters": clusters},
+                distributions={"n_clusters": IntDistribution(4, 256, log=True)},
+                values=[0.1 * index],
+            )
+        )
+    figure = _slice_figure(study, study.trials, "n_clusters")
+    FigureCanvasAgg(figure).draw()
+
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels() if label.get_text()]
+    # A cluster count reads as a whole number, never in scientific notation.
+    assert labels
+    assert all(label.isdigit() for label in labels), labels
+
+
+def test_history_ticks_are_whole_trials():
+    study = optuna.create_study(direction="maximize")
+    for index in range(4):
+        study.add_trial(
+            create_trial(params={"lr": 1e-3}, distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)}, values=[0.1 * index])
+        )
+    axes = _history_figure(study, study.trials).axes[0]
+
+    ticks = axes.xaxis.get_major_locator()()
+    assert all(float(tick).is_integer() for tick in ticks)
 
 
 def test_too_few_trials_message(tmp_path):

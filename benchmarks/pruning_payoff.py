@@ -21,16 +21,24 @@ With ``--parallel`` the two runs go to two worker processes at once, each in its
 machine with one torch thread each this halves the benchmark's wall time. Both runs share the
 machine, except that the run that ends last has it to itself for its tail.
 
-Run: ``python -m benchmarks.pruning_payoff [--quick] [--trials N] [--parallel]``.
+A fourth row replays the same trials through the pruner with ``threshold_on: best``, which
+judges a trial's best correlation so far instead of its latest one. ``--replay-storage URL``
+skips both searches and replays a study stored by an earlier run (``--replay-study``, default
+``without-pruning``) under both threshold rules, which takes seconds.
+
+Run: ``python -m benchmarks.pruning_payoff [--quick] [--trials N] [--parallel]``, or
+``python -m benchmarks.pruning_payoff --replay-storage sqlite:///PATH/payoff.db``.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -71,6 +79,7 @@ def run_search(config, studies_dir: Path, study_name: str, trials: int, seed: in
     }
     if replay_pruner is not None:
         figures["replay"] = replay_through_pruner(trials_done, replay_pruner)
+        figures["replay_best"] = replay_through_pruner(trials_done, {**replay_pruner, "threshold_on": "best"})
     return figures
 
 
@@ -125,9 +134,57 @@ def _arm(label: str, config, studies_dir: Path, trials: int, seed: int, threads:
     return {"run": label, **run_search(config, studies_dir, label.replace(" ", "-"), trials, seed, replay_pruner)}
 
 
+# Replay rows: label and the `threshold_on` value of the replayed pruner.
+REPLAY_ROWS = (
+    ("replay of the trials without pruning", "current"),
+    ("replay, threshold on the best epoch so far", "best"),
+)
+REPLAY_COLUMNS = [
+    ("run", "run", ""),
+    ("best_valid_corr", "best valid r", ".4f"),
+    ("adapter_epochs", "adapter epochs", "d"),
+    ("complete", "complete", "d"),
+    ("pruned", "pruned", "d"),
+]
+
+
+def replay_stored(args: argparse.Namespace) -> dict:
+    """Replay a stored search without pruning through the default pruner under both threshold rules."""
+    import optuna
+
+    from search.pruner import NegativeCorrelationPruner
+
+    _common.quiet_logs()
+    trials = optuna.load_study(study_name=args.replay_study, storage=args.replay_storage).get_trials(deepcopy=False)
+    recorded = [trial for trial in trials if trial.state.name == "COMPLETE"]
+    rows = [{
+        "run": f"stored study {args.replay_study}",
+        "best_valid_corr": max((trial.value for trial in recorded), default=None),
+        "adapter_epochs": sum(len(trial.intermediate_values) for trial in recorded),
+        "complete": len(recorded),
+        "pruned": 0,
+    }]
+    defaults = NegativeCorrelationPruner().to_dict()
+    for label, threshold_on in REPLAY_ROWS:
+        rows.append({"run": label, **replay_through_pruner(recorded, {**defaults, "threshold_on": threshold_on})})
+    for row in rows[1:]:
+        row["adapter_epochs_saved_share"] = 1.0 - row["adapter_epochs"] / rows[0]["adapter_epochs"]
+    return _common.publish(
+        NAME,
+        args,
+        title=f"replay of {len(recorded)} stored trials through the default pruner",
+        columns=[*REPLAY_COLUMNS, ("adapter_epochs_saved_share", "epochs saved", ".1%")],
+        rows=rows,
+        goals=[],
+        parameters={"replay_storage": args.replay_storage, "replay_study": args.replay_study, "pruner": defaults},
+    )
+
+
 def run(args: argparse.Namespace) -> dict:
     from search.config import StudyConfig
 
+    if args.replay_storage is not None:
+        return replay_stored(args)
     _common.quiet_logs()
     threads = _common.benchmark_threads(args)
     trials = args.trials
@@ -155,11 +212,17 @@ def run(args: argparse.Namespace) -> dict:
         else:
             # One folder: the prepared data and source model are built once, before both runs.
             rows = [_arm(label, config, folder / "studies", trials, args.seed, threads, replay) for label, config, replay in arms]
+        if args.keep_studies is not None:
+            # The study databases, for --replay-storage later; the rest of the folder is deleted.
+            args.keep_studies.mkdir(parents=True, exist_ok=True)
+            for database in folder.glob("studies*/payoff.db"):
+                _copy_sqlite(database, args.keep_studies / f"{database.parent.name}-payoff.db")
 
     with_pruning, without_pruning = rows
     replay = without_pruning.pop("replay")
-    rows.append({"run": "replay of the trials without pruning", "best_trial": None, "original_settings_corr": None,
-                 "failed": 0, "wall_s": None, **replay})
+    replay_best = without_pruning.pop("replay_best")
+    for label, figures in ((REPLAY_ROWS[0][0], replay), (REPLAY_ROWS[1][0], replay_best)):
+        rows.append({"run": label, "best_trial": None, "original_settings_corr": None, "failed": 0, "wall_s": None, **figures})
     for row in rows:
         row["epochs_per_minute"] = row["adapter_epochs"] / row["wall_s"] * 60 if row["wall_s"] else None
     saved = (
@@ -222,12 +285,27 @@ def run(args: argparse.Namespace) -> dict:
     )
 
 
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """Copy a SQLite database through SQLite's backup API, which includes its write-ahead log."""
+    with contextlib.closing(sqlite3.connect(source)) as reader, contextlib.closing(sqlite3.connect(target)) as writer:
+        reader.backup(writer)
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=None, help="Trials per run (default 100, 2 with --quick).")
     parser.add_argument("--seed", type=int, default=0, help="Sampler seed of both runs.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: all usable cores, 1 with --quick).")
     parser.add_argument(
         "--parallel", action="store_true", help="Run the two searches at once in two worker processes (use with --threads 1)."
+    )
+    parser.add_argument(
+        "--replay-storage", default=None,
+        help="Storage URL of a study stored by an earlier run without pruning: replay it under both threshold rules only.",
+    )
+    parser.add_argument("--replay-study", default="without-pruning", help="Study name for --replay-storage.")
+    parser.add_argument(
+        "--keep-studies", type=Path, default=None,
+        help="Folder to copy the runs' study databases into (studies-payoff.db, or studies-0/-1 with --parallel).",
     )
 
 

@@ -23,14 +23,19 @@ PRUNED_REASON_ATTR = "pruned_reason"
 PRUNED_RULE_ATTR = "pruned_rule"
 
 
+# Values of NegativeCorrelationPruner's `threshold_on`: the latest epoch's value or the best so far.
+THRESHOLD_ON = ("current", "best")
+
+
 class NegativeCorrelationPruner(BasePruner):
     """Prune a trial whose correlation stays below `threshold`, then apply the median rule.
 
     Two rules, checked in this order at every reported epoch:
 
     1. Threshold: once the reported epoch is at least `warmup_epochs`, a trial whose latest
-       value is below `threshold` is pruned. A NaN value (undefined correlation) counts as
-       below any threshold.
+       value (``threshold_on="current"``) or best value so far (``"best"``) is below
+       `threshold` is pruned. A NaN value (undefined correlation) counts as below any
+       threshold.
     2. Median: once `median_startup_trials` trials are complete and the epoch is at least
        `median_warmup_epochs`, a trial whose best value so far is below the median of the
        complete trials at the same epoch is pruned (`optuna.pruners.MedianPruner`).
@@ -50,6 +55,11 @@ class NegativeCorrelationPruner(BasePruner):
         First epoch number at which the median rule applies (>= 0).
     median_min_trials : int
         Trials that must have reported the same epoch for the median rule to judge (>= 1).
+    threshold_on : {"current", "best"}
+        The value the threshold rule judges. "current" also prunes a trial whose
+        correlation fell below the threshold after a higher epoch, which is how the original
+        settings collapse. "best" keeps such a trial, whose restored best epoch may still
+        score well.
     """
 
     def __init__(
@@ -59,6 +69,7 @@ class NegativeCorrelationPruner(BasePruner):
         median_startup_trials: int = 5,
         median_warmup_epochs: int = 3,
         median_min_trials: int = 1,
+        threshold_on: str = "current",
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0:
             raise ConfigError(f"pruner: 'threshold' must be a number in [-1, 1], got {threshold!r}")
@@ -70,7 +81,10 @@ class NegativeCorrelationPruner(BasePruner):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"pruner: {key!r} must be an integer >= {minimum}, got {value!r}")
+        if threshold_on not in THRESHOLD_ON:
+            raise ConfigError(f"pruner: 'threshold_on' must be one of {', '.join(THRESHOLD_ON)}, got {threshold_on!r}")
         self.threshold = float(threshold)
+        self.threshold_on = threshold_on
         self.warmup_epochs = warmup_epochs
         self.median_startup_trials = median_startup_trials
         self.median_warmup_epochs = median_warmup_epochs
@@ -85,7 +99,9 @@ class NegativeCorrelationPruner(BasePruner):
     def from_dict(cls, mapping: dict | None) -> NegativeCorrelationPruner:
         """Build a pruner from a study config's ``pruner`` section; unknown keys raise `ConfigError`."""
         mapping = dict(mapping or {})
-        allowed = ("threshold", "warmup_epochs", "median_startup_trials", "median_warmup_epochs", "median_min_trials")
+        allowed = (
+            "threshold", "warmup_epochs", "median_startup_trials", "median_warmup_epochs", "median_min_trials", "threshold_on"
+        )
         unknown = sorted(set(mapping) - set(allowed))
         if unknown:
             raise ConfigError(f"pruner: unknown key {unknown[0]!r}; allowed keys are {list(allowed)}")
@@ -99,6 +115,7 @@ class NegativeCorrelationPruner(BasePruner):
             "median_startup_trials": self.median_startup_trials,
             "median_warmup_epochs": self.median_warmup_epochs,
             "median_min_trials": self.median_min_trials,
+            "threshold_on": self.threshold_on,
         }
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -106,10 +123,15 @@ class NegativeCorrelationPruner(BasePruner):
         if step is None:
             return False
 
-        latest = trial.intermediate_values[step]
-        if step >= self.warmup_epochs and (math.isnan(latest) or latest < self.threshold):
+        if self.threshold_on == "current":
+            judged = trial.intermediate_values[step]
+            described = f"valid correlation {judged:.4f} at epoch {step}"
+        else:
+            judged = _best_value(trial)
+            described = f"best valid correlation {judged:.4f} up to epoch {step}"
+        if step >= self.warmup_epochs and (math.isnan(judged) or judged < self.threshold):
             reason = (
-                f"valid correlation {latest:.4f} at epoch {step} is below the threshold "
+                f"{described} is below the threshold "
                 f"{self.threshold:g} after {self.warmup_epochs} warm-up epochs"
             )
             self._record(study, trial, "threshold", reason)

@@ -90,9 +90,11 @@ def test_trial_overhead_quick(tmp_path):
 
 
 def test_pruning_payoff_quick(tmp_path):
-    result = run_quick("pruning_payoff", tmp_path)
+    result = run_quick("pruning_payoff", tmp_path, "--keep-studies", str(tmp_path / "kept"))
     runs = {row["run"]: row for row in result["rows"]}
-    assert set(runs) == {"with pruning", "without pruning", "replay of the trials without pruning"}
+    assert set(runs) == {
+        "with pruning", "without pruning", "replay of the trials without pruning", "replay, threshold on the best epoch so far"
+    }
     # The never-prune settings must really never prune.
     assert runs["without pruning"]["pruned"] == 0
     for row in runs.values():
@@ -100,6 +102,13 @@ def test_pruning_payoff_quick(tmp_path):
         assert row["adapter_epochs"] > 0
     # A replay can only cut epochs from the recorded trials.
     assert runs["replay of the trials without pruning"]["adapter_epochs"] <= runs["without pruning"]["adapter_epochs"]
+
+    # The kept database replays on its own, without a search, to the same figures.
+    replayed = run_quick("pruning_payoff", tmp_path, "--replay-storage", f"sqlite:///{tmp_path / 'kept' / 'studies-payoff.db'}")
+    again = {row["run"]: row for row in replayed["rows"]}
+    for label in ("replay of the trials without pruning", "replay, threshold on the best epoch so far"):
+        assert again[label]["adapter_epochs"] == runs[label]["adapter_epochs"]
+        assert again[label]["best_valid_corr"] == runs[label]["best_valid_corr"]
 
 
 def test_replay_cuts_trial_where_pruner_stops_it():

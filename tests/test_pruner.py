@@ -168,3 +168,30 @@ def test_median_reason_states_median():
     assert pruned_at == 0
     reason = study.trials[trial.number].user_attrs["pruned_reason"]
     assert reason == "best valid correlation 0.1000 up to epoch 0 is below the median 0.3000 of complete trials at that epoch"
+
+
+@pytest.mark.parametrize(
+    ("threshold_on", "curve", "expected_epoch"),
+    [
+        # A trial that scored 0.5 and then fell below zero: "current" prunes it at the fall.
+        ("current", [0.5, 0.4, -0.1, -0.2], 2),
+        ("best", [0.5, 0.4, -0.1, -0.2], None),
+        # A trial that never rose above zero is pruned by both, once the warm-up is over.
+        ("current", [-0.3, -0.2, -0.1, -0.1], 2),
+        ("best", [-0.3, -0.2, -0.1, -0.1], 2),
+    ],
+)
+def test_threshold_on_current_or_best(threshold_on, curve, expected_epoch):
+    pruner = NegativeCorrelationPruner(threshold=0.0, warmup_epochs=2, median_startup_trials=1000, threshold_on=threshold_on)
+    study = _study(pruner)
+
+    trial, pruned_at = _report_until_pruned(study, curve)
+
+    assert pruned_at == expected_epoch
+    if expected_epoch is not None and threshold_on == "best":
+        assert study.trials[trial.number].user_attrs["pruned_reason"].startswith("best valid correlation -0.1000 up to epoch 2")
+
+
+def test_threshold_on_rejects_unknown_value():
+    with pytest.raises(ConfigError, match=r"'threshold_on' must be one of current, best, got 'last'"):
+        NegativeCorrelationPruner.from_dict({"threshold_on": "last"})

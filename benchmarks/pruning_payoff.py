@@ -26,8 +26,10 @@ judges a trial's best correlation so far instead of its latest one. ``--replay-s
 skips both searches and replays a study stored by an earlier run (``--replay-study``, default
 ``without-pruning``) under both threshold rules, which takes seconds.
 
-Run: ``python -m benchmarks.pruning_payoff [--quick] [--trials N] [--parallel]``, or
-``python -m benchmarks.pruning_payoff --replay-storage sqlite:///PATH/payoff.db``.
+Run: ``python -m benchmarks.pruning_payoff [--quick] [--trials N] [--parallel]
+[--keep-studies DIR]``, then for a replay ``python -m benchmarks.pruning_payoff
+--replay-storage sqlite:///DIR/studies-payoff.db`` (``studies-1-payoff.db`` after
+``--parallel``, where the run without pruning is the second worker's).
 """
 
 from __future__ import annotations
@@ -155,7 +157,22 @@ def replay_stored(args: argparse.Namespace) -> dict:
     from search.pruner import NegativeCorrelationPruner
 
     _common.quiet_logs()
-    trials = optuna.load_study(study_name=args.replay_study, storage=args.replay_storage).get_trials(deepcopy=False)
+    from search.storage import check_study_exists, open_storage
+
+    from adapters.errors import AdaptSearchError
+
+    # A missing file or study ends the benchmark with one line, and no empty database is created.
+    try:
+        storage = open_storage(args.replay_storage, create=False, heartbeat_interval=None)
+        check_study_exists(storage, args.replay_study, args.replay_storage)
+    except AdaptSearchError as error:
+        raise SystemExit(f"error: {error}") from None
+    trials = optuna.load_study(study_name=args.replay_study, storage=storage).get_trials(deepcopy=False)
+    if any(trial.state.name == "PRUNED" for trial in trials):
+        raise SystemExit(
+            f"study {args.replay_study!r} has pruned trials; a replay needs a study run without pruning "
+            "(the 'without-pruning' study of an earlier run)"
+        )
     recorded = [trial for trial in trials if trial.state.name == "COMPLETE"]
     rows = [{
         "run": f"stored study {args.replay_study}",
@@ -172,7 +189,7 @@ def replay_stored(args: argparse.Namespace) -> dict:
     return _common.publish(
         NAME,
         args,
-        title=f"replay of {len(recorded)} stored trials through the default pruner",
+        title=f"replay of {len(recorded)} stored trials through the default pruner, with either threshold rule",
         columns=[*REPLAY_COLUMNS, ("adapter_epochs_saved_share", "epochs saved", ".1%")],
         rows=rows,
         goals=[],

@@ -109,6 +109,10 @@ def test_pruning_payoff_quick(tmp_path):
     for label in ("replay of the trials without pruning", "replay, threshold on the best epoch so far"):
         assert again[label]["adapter_epochs"] == runs[label]["adapter_epochs"]
         assert again[label]["best_valid_corr"] == runs[label]["best_valid_corr"]
+    # A wrong file name ends with one line and creates no empty database.
+    with pytest.raises(SystemExit, match=r"^error: study database .*payoff\.db not found"):
+        run_quick("pruning_payoff", tmp_path, "--replay-storage", f"sqlite:///{tmp_path / 'kept' / 'payoff.db'}")
+    assert not (tmp_path / "kept" / "payoff.db").exists()
 
 
 def test_replay_cuts_trial_where_pruner_stops_it():

@@ -115,7 +115,8 @@ def diagnose(
         adapted_std, source_std = summary["adapted"]["std"], summary["source"]["std"]
         if source_std > 0 and adapted_std < COLLAPSE_RATIO * source_std:
             warnings_found.append(
-                f"adapted {modality} features collapsed: std {adapted_std:.4f} against source std {source_std:.4f}"
+                f"adapted {modality} features collapsed on {target_data.name} {split}: "
+                f"std {adapted_std:.4f} against source std {source_std:.4f}"
             )
     for sentence in warnings_found:
         logger.warning("%s%s", f"{label}: " if label else "", sentence)

@@ -39,7 +39,7 @@ from adapters.params import ORIGINAL_SETTINGS
 from search import __version__
 from search.config import StudyConfig
 from search.objective import METRIC_NAME, ORIGIN_ATTR, ORIGINAL_SETTINGS_ORIGIN, Objective, jsonable
-from search.pruner import count_pruned_by_rule
+from search.pruner import PRUNED_REASON_ATTR, PRUNED_RULE_ATTR, count_pruned_by_rule
 from search.storage import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_STORAGE_URL,
@@ -646,6 +646,11 @@ def _progress_callback(reporter: Reporter) -> Callable[[optuna.Study, FrozenTria
         trials = study.get_trials(deepcopy=False)
         reporter.update(TrialCounts.of(trials), _best_value(study, trials))
         write_trial_note(study, trial.number)
+        reason = trial.user_attrs.get(PRUNED_REASON_ATTR)
+        if trial.state == TrialState.PRUNED and reason:
+            rule = trial.user_attrs.get(PRUNED_RULE_ATTR, "unknown")
+            logger.info("trial %d pruned by the %s rule: %s", trial.number, rule, reason)
+            return
         # The first value is the correlation, also in a multi-objective study.
         value = trial.values[0] if trial.values else float("nan")
         logger.info("trial %d %s: %s %.4f", trial.number, trial.state.name.lower(), METRIC_NAME, value)

@@ -188,16 +188,19 @@ def test_ctrl_c_leaves_no_running_trial(config, studies_dir, tmp_path, monkeypat
     assert _load(storage).trials[1].params == trials[0].params
 
 
-def test_pruning_in_objective_spares_original(tiny_world, studies_dir, tmp_path):
+def test_pruning_in_objective_spares_original(tiny_world, studies_dir, tmp_path, caplog):
     # A threshold of 1.0 fails every epoch, so every trial that may be pruned is pruned at epoch 1.
     pruning = StudyConfig.from_file(
         write_study_config(tmp_path / "cfg", tiny_world, pruner={"threshold": 1.0, "warmup_epochs": 1})
     )
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
+    caplog.set_level("INFO", logger="search.study")
     summary = _run(pruning, storage, studies_dir, trials=3)
 
     trials = _load(storage).trials
+    # The log names the rule and the reason of each pruned trial.
+    assert any(message.startswith("trial 1 pruned by the threshold rule: valid correlation") for message in caplog.messages)
     # The original-settings trial runs to the end despite the threshold.
     assert trials[0].state == TrialState.COMPLETE
     assert len(trials[0].intermediate_values) == 4

@@ -411,6 +411,8 @@ def _slice_figure(study: optuna.Study, complete: Sequence[FrozenTrial], name: st
         # the same choice differ in value and colour, not in x position.
         xs = [choices.index(trial.params[name]) for trial in having]
         axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
+        # Every choice keeps its place, also one that no complete trial has sampled yet.
+        axes.set_xlim(-0.5, len(choices) - 0.5)
         if max(len(str(choice)) for choice in choices) > 6:
             # Long choice names (modality subsets) would overlap when written horizontally.
             axes.tick_params(axis="x", labelrotation=30)

@@ -30,7 +30,7 @@ def test_exported_trial_reproduces(tiny_world, tmp_path):
     trained = runner.invoke(
         app,
         ["train", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "run"),
-         "--studies", str(studies), "--no-compare-original"],
+         "--studies-dir", str(studies), "--no-compare-original"],
     )
     assert trained.exit_code == 0, trained.output
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import typer
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 from report_support import build_study
 from typer.testing import CliRunner
@@ -144,6 +144,20 @@ def test_log_slice_tick_labels_apart(low, high):
     assert len(boxes) >= 2
     for left, right in zip(boxes, boxes[1:]):
         assert left.x1 < right.x0, (low, high, left, right)
+
+
+def test_categorical_slice_shows_unsampled_choices():
+    study = optuna.create_study(direction="maximize")
+    distribution = CategoricalDistribution([64, 128, 256, 512])
+    for index, hidden in enumerate((128, 128, 256)):
+        study.add_trial(create_trial(params={"hidden": hidden}, distributions={"hidden": distribution}, values=[0.1 * index]))
+
+    axes = _slice_figure(study, study.trials, "hidden").axes[0]
+
+    # 64 and 512 were never sampled, and their ticks still lie inside the axis.
+    low, high = axes.get_xlim()
+    assert low < 0 and high > 3
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["64", "128", "256", "512"]
 
 
 def test_integer_log_slice_plain_labels():

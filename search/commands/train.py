@@ -75,7 +75,7 @@ def train(
             help="torch CPU threads. Adapter batches are small, so one thread is fastest, most of all on a busy machine.",
         ),
     ] = 1,
-    studies: Annotated[Path, typer.Option("--studies", help="Studies folder; prepared data, source models and prototypes are cached in its cache/ folder.")] = Path(
+    studies: Annotated[Path, typer.Option("--studies-dir", "--studies", help="Studies folder (as run's --studies-dir); prepared data, source models and prototypes are cached in its cache/ folder.")] = Path(
         "studies"
     ),
 ) -> None:

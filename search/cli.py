@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from adapters.errors import AdaptSearchError
 from search import __version__
+from search.commands import FLAG
 
 err_console = Console(stderr=True)
 
@@ -45,13 +46,15 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.", metavar=FLAG)] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.", metavar=FLAG)
     ] = False,
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit.", metavar=FLAG
+        ),
     ] = None,
 ) -> None:
     _state["debug"] = debug

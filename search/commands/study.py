@@ -11,6 +11,7 @@ from rich.table import Table
 
 from adapters.errors import ConfigError
 from adapters.io import make_parent_folder
+from search.commands import FLAG
 from search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from search.storage import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_STORAGE_URL, check_url
 from search.study import DEFAULT_KEEP_ADAPTERS, DEFAULT_STUDY_NAME
@@ -134,6 +135,7 @@ def run(
             "(a Pareto front; same as 'objectives: \\[valid_corr, valid_mae]' in the config). "
             "Pruning is off, because Optuna cannot prune multi-objective studies.",
             rich_help_panel=_SEARCH,
+            metavar=FLAG,
         ),
     ] = False,
 ) -> None:
@@ -198,7 +200,7 @@ def best(
     trial: Annotated[
         Optional[int], typer.Option("--trial", min=0, help="Export this trial number instead of the best.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --export file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --export file.", metavar=FLAG)] = False,
     adapters_out: Annotated[
         Optional[Path],
         typer.Option(

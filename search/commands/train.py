@@ -13,6 +13,7 @@ from rich.table import Table
 
 from adapters.final import FinalResult, retrain
 from adapters.params import load_params
+from search.commands import FLAG
 
 _ROWS = (
     ("Pearson r", "corr"),
@@ -58,13 +59,16 @@ def train(
         Optional[Path], typer.Option("--out", help="Run folder to create (default: STUDIES/runs/<time>-<objective>).")
     ] = None,
     include_valid: Annotated[
-        bool, typer.Option("--include-valid", help="Also train on the target validation split and keep the last epoch.")
+        bool, typer.Option(
+            "--include-valid", help="Also train on the target validation split and keep the last epoch.", metavar=FLAG
+        )
     ] = False,
     compare_original: Annotated[
         bool,
         typer.Option(
             "--compare-original/--no-compare-original",
             help="Also train the original script's settings on the same data and show them beside the result.",
+            metavar=FLAG,
         ),
     ] = True,
     threads: Annotated[

@@ -147,7 +147,8 @@ def run_params(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> Run
         "metrics": trial.user_attrs.get("metrics"),
         "params": dict(trial.params),
         "fingerprints": dict(stored["fingerprints"]),
-        "origin": trial.user_attrs.get(ORIGIN_ATTR),
+        # "original-settings" for trial 0's queued settings, "sampled" for the sampler's.
+        "origin": trial.user_attrs.get(ORIGIN_ATTR) or "sampled",
         "adaptsearch_version": __version__,
         "study_version": stored.get("version"),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

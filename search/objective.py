@@ -167,6 +167,7 @@ class Objective:
                     eval_split=EVAL_SPLIT,
                     callback=callback,
                     cache_dir=self.cache_dir,
+                    label=f"trial {trial.number}",
                 )
             except optuna.TrialPruned:
                 trial.set_user_attr("history", history)

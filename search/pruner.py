@@ -132,7 +132,7 @@ class NegativeCorrelationPruner(BasePruner):
         if step >= self.warmup_epochs and (math.isnan(judged) or judged < self.threshold):
             reason = (
                 f"{described} is below the threshold "
-                f"{self.threshold:g} after {self.warmup_epochs} warm-up epochs"
+                f"{self.threshold:g}, which applies from epoch {self.warmup_epochs} on"
             )
             self._record(study, trial, "threshold", reason)
             return True

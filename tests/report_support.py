@@ -127,7 +127,7 @@ def build_study(
                     "history": history(corrs, 3e-3),
                     "seconds": 1.0,
                     "pruned_rule": "threshold",
-                    "pruned_reason": f"valid correlation {corrs[-1]:.4f} at epoch 3 is below the threshold 0 after 3 warm-up epochs",
+                    "pruned_reason": f"valid correlation {corrs[-1]:.4f} at epoch 3 is below the threshold 0, which applies from epoch 3 on",
                 },
                 intermediate_values=dict(enumerate(corrs, start=1)),
             )

@@ -44,7 +44,7 @@ def report(
 def _summary_table(result) -> Table:
     counts = result.describe_counts()
     title = "Pareto front" if result.multi_objective else "best trial"
-    table = Table(title=f"study {result.study_name}: {title} ({counts})", header_style="bold")
+    table = Table(title=f"study {result.study_name}: {title}; trials: {counts}", header_style="bold")
     table.add_column("trial", justify="right")
     for index, direction in enumerate(result.directions):
         table.add_column(_column_name(index, direction, len(result.directions)), justify="right")

@@ -202,5 +202,5 @@ def retrain(
 
     result = FinalResult(tuned, original, out_dir, include_valid, context.source_info)
     _write_run(out_dir, params, result)
-    logger.info("wrote run folder %s", out_dir)
+    logger.debug("wrote run folder %s", out_dir)
     return result

@@ -174,7 +174,7 @@ def build_report(study: optuna.Study, out_dir: str | Path, *, top: int = 10) -> 
 
     table_trials = _table_trials(study, complete, best_trials, baseline, top)
     atomic_write_text(report.html_path, _render_html(study, report, images, table_trials))
-    logger.info("wrote %d figures and %s", len(report.figures), report.html_path)
+    logger.debug("wrote %d figures and %s", len(report.figures), report.html_path)
     return report
 
 

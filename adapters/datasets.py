@@ -18,6 +18,7 @@ Example section::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 
 from adapters import MODALITIES
-from adapters.errors import ConfigError
+from adapters.errors import ConfigError, config_errors_prefixed
 
 FORMATS = ("csd", "mmsa-pickle")
 POOLINGS = ("mean", "mean+std")
@@ -255,7 +256,7 @@ class DatasetConfig:
         for key in ("name", "folder", "modalities"):
             if key not in values:
                 raise ConfigError(f"{where}: key {key!r} is missing")
-        try:
+        with config_errors_prefixed(where) if section is not None else contextlib.nullcontext():
             folder = Path(str(values["folder"])).expanduser()
             values["folder"] = (folder if folder.is_absolute() else Path(base_dir) / folder).resolve()
             if values.get("split") is not None:
@@ -263,10 +264,6 @@ class DatasetConfig:
             if values.get("roots") is None:
                 values["roots"] = {}
             return cls(**values)
-        except ConfigError as error:
-            if section is None:
-                raise
-            raise ConfigError(f"{where}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a plain mapping (strings, numbers, lists) that `from_dict` reads back."""
@@ -341,22 +338,29 @@ def load_dataset_configs(path: str | Path) -> dict[str, DatasetConfig]:
         Section name (the dataset's own name for a single section) to its description.
     """
     path = Path(path)
-    document = read_yaml_file(
+    return dataset_configs_from_document(read_dataset_file(path), path)
+
+
+def read_dataset_file(path: Path) -> Any:
+    """Read and parse a dataset YAML file, raising `ConfigError` that names the path on failure."""
+    return read_yaml_file(
         path,
         "dataset file",
         missing_hint="check the path",
         folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
     )
+
+
+def dataset_configs_from_document(document: Any, path: Path) -> dict[str, DatasetConfig]:
+    """Build the dataset sections of the parsed YAML `document` of the file at `path`, as `load_dataset_configs` does."""
     if not isinstance(document, Mapping) or not document:
         raise ConfigError(
             f"dataset file {path} must contain a mapping (one dataset section, or sections such as source: and "
             f"target:), got {type(document).__name__ if document is not None else 'an empty file'}"
         )
     base_dir = path.resolve().parent
-    try:
+    with config_errors_prefixed(str(path)):
         if SECTION_MARKERS & set(document):
             config = DatasetConfig.from_dict(document, base_dir)
             return {config.name: config}
         return {str(key): DatasetConfig.from_dict(value, base_dir, section=str(key)) for key, value in document.items()}
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None

@@ -5,6 +5,11 @@ Every error that a user can cause (a bad file, a bad config, an incompatible stu
 message as one line and exits non-zero; anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
 
 class AdaptSearchError(Exception):
     """Base class of every error that adaptsearch reports to its user."""
@@ -34,3 +39,12 @@ class StudyError(AdaptSearchError):
     """A study cannot be created, resumed or read (storage URL, name, incompatible config)."""
 
     exit_code = 4
+
+
+@contextlib.contextmanager
+def config_errors_prefixed(prefix: str) -> Iterator[None]:
+    """Re-raise a `ConfigError` from the block with `prefix` (a file or a section) before its message."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}: {error}") from None

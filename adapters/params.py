@@ -21,7 +21,7 @@ import yaml
 
 from adapters import MODALITIES
 from adapters.datasets import read_yaml_file
-from adapters.errors import ConfigError
+from adapters.errors import ConfigError, config_errors_prefixed
 from adapters.io import atomic_write_text
 
 __all__ = [
@@ -374,10 +374,8 @@ def load_params(path: str | Path) -> RunParams:
     """Read a ``params.yaml`` file; relative paths in it are taken from its folder."""
     path = Path(path)
     mapping = _read_yaml_mapping(path)
-    try:
+    with config_errors_prefixed(str(path)):
         return RunParams.from_dict(mapping, path.resolve().parent)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
 
 
 def dump_yaml(mapping: Mapping[str, Any]) -> str:

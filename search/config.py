@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 
 from adapters.datasets import DatasetConfig, read_yaml_file
-from adapters.errors import ConfigError, StudyError
+from adapters.errors import ConfigError, StudyError, config_errors_prefixed
 from adapters.params import SourceModelConfig, TrainConfig
 from search.pruner import NegativeCorrelationPruner
 from search.space import PACKAGED_SPACE_FILE, SearchSpace, load_space
@@ -147,10 +147,8 @@ class StudyConfig:
             missing_hint="pass an existing YAML file to --config",
             folder_hint="pass a YAML file to --config",
         )
-        try:
+        with config_errors_prefixed(str(path)):
             return cls.from_dict(mapping, path.resolve().parent, space_path=space_path, default_space=default_space)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON/YAML types; the space is inlined."""

@@ -176,7 +176,7 @@ class Objective:
                 # Diagnostics are left out because they are computed only when training finishes.
                 if best_epoch:
                     trial.set_user_attr("best_epoch", best_epoch["epoch"])
-                    trial.set_user_attr("metrics", best_epoch["metrics"])
+                    trial.set_user_attr("metrics", jsonable(best_epoch["metrics"].to_dict()))
                 raise
             results.append(result)
             scores.append(_finite_score(result.metrics.score))
@@ -224,7 +224,7 @@ class Objective:
                 }
             )
             if score > best_epoch.get(METRIC_NAME, -math.inf):
-                best_epoch.update({"epoch": record.epoch, METRIC_NAME: score, "metrics": jsonable(record.metrics.to_dict())})
+                best_epoch.update({"epoch": record.epoch, METRIC_NAME: score, "metrics": record.metrics})
             if report_epochs:
                 trial.report(score, record.epoch)
             if self.on_epoch is not None:

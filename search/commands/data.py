@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from adapters.datasets import SPLIT_NAMES, DatasetConfig, load_dataset_configs, read_yaml_file
+from adapters.datasets import SPLIT_NAMES, DatasetConfig, dataset_configs_from_document, read_dataset_file
 from adapters.demo import write_demo_world
-from adapters.errors import ConfigError
+from adapters.errors import ConfigError, config_errors_prefixed
 from adapters.prepare import PreparedData, load_prepared, prepare_dataset
 from search.config import StudyConfig
 
@@ -71,18 +71,14 @@ def _dataset_sections(path: Path) -> dict[str, DatasetConfig]:
     A study config (or a demo world.yaml, which is one) is checked whole, as `run --config`
     checks it, so that a file that passes here does not fail there.
     """
-    document = read_yaml_file(
-        path,
-        "dataset file",
-        missing_hint="check the path",
-        folder_hint="pass a dataset YAML file (e.g. world.yaml) or a prepared .h5 file",
-    )
+    document = read_dataset_file(path)
     if isinstance(document, Mapping) and (
         {"source", "target"} <= set(document) or STUDY_ONLY_KEYS & set(document)
     ):
-        config = StudyConfig.from_file(path)
+        with config_errors_prefixed(str(path)):
+            config = StudyConfig.from_dict(document, path.resolve().parent)
         return {"source": config.source, "target": config.target}
-    return load_dataset_configs(path)
+    return dataset_configs_from_document(document, path)
 
 
 def _summary_table(key: str, data: PreparedData) -> Table:

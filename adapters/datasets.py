@@ -320,7 +320,7 @@ def read_yaml_file(path: Path, what: str, *, missing_hint: str, folder_hint: str
         raise ConfigError(f"{what} {path} is not valid YAML: {yaml_error_line(error)}") from None
 
 
-# Keys that only a dataset section has at its top level, so a file holding one is a single section.
+# Keys that only a dataset section has at its top level, so a file containing one is a single section.
 SECTION_MARKERS = frozenset({"modalities", "folder", "format", "labels", "pickle", "split"})
 
 

@@ -73,7 +73,7 @@ def _main_options(
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     # Warnings (non-finite input counts, the original settings outside the space) go through
-    # the same handler as one line each, without the source line that raised them.
+    # the same handler as one line each. The source line that raised them is left out.
     warnings.showwarning = _log_warning
 
 

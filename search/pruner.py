@@ -156,7 +156,7 @@ class NegativeCorrelationPruner(BasePruner):
 
 
 def count_pruned_by_rule(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Count PRUNED trials by the rule stored on them ("threshold", "median"; "unknown" if none is)."""
+    """Count PRUNED trials by the rule stored on them: "threshold", "median", or "unknown" if none is stored."""
     counts: dict[str, int] = {}
     for trial in trials:
         if trial.state == TrialState.PRUNED:

@@ -53,8 +53,8 @@ _COMPLETE_COLOR = "tab:blue"
 _PRUNED_COLOR = "tab:red"
 _BASELINE_COLOR = "black"
 _BEST_COLOR = "tab:green"
-# Keys of METRIC_ROWS whose values the HTML table writes with a sign: correlations can be
-# negative, while errors such as MAE and MSE cannot.
+# Keys of METRIC_ROWS whose values the HTML table writes with a sign, because correlations
+# can be negative while errors such as MAE and MSE cannot.
 _SIGNED_METRICS = frozenset({"corr"})
 
 

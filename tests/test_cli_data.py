@@ -110,7 +110,8 @@ def test_help_shows_flags_without_value(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
 
     assert result.exit_code == 0, result.output
-    # Only Typer's own rows (help, shell completion) may still say <bool>; the project's flags take no value.
+    # Only Typer's own rows (help, shell completion) may still show <bool>, because the
+    # project's flags take no value.
     typer_rows = ("--help", "--install-completion", "--show-completion")
     flagged = [
         line for line in result.output.splitlines() if "<bool>" in line and not any(row in line for row in typer_rows)

@@ -63,7 +63,7 @@ def test_export_best(study, tmp_path):
     assert params.meta["fingerprints"] == FINGERPRINTS
     assert params.meta["adaptsearch_version"] == __version__
     assert params.meta["study_version"] == "0.0.1"
-    # A trial the sampler chose says so, rather than leaving the origin empty.
+    # A trial the sampler chose is marked as sampled, not left with an empty origin.
     assert params.meta["origin"] == "sampled"
     # The data sections point at the study's datasets.
     assert params.target.to_dict() == StudyConfig.from_dict(study.user_attrs[STUDY_ATTR]["config"], "/").target.to_dict()

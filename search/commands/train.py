@@ -97,15 +97,15 @@ def train(
     console.print(f"run folder: {result.run_dir}")
 
 
-# Retraining a trial on the same data, seed and CPU repeats its arithmetic; anything above
-# this is a real difference (other data, another device or torch build).
+# Retraining a trial on the same data, seed and CPU repeats its arithmetic, so a larger
+# difference is a real one (other data, another device or torch build).
 REPRODUCED_TOLERANCE = 1e-6
 
 
 def reproduction_line(meta: Mapping[str, Any], result: FinalResult) -> str | None:
     """Compare the retrained valid r with the exported trial's value, or None when they are not comparable.
 
-    They are comparable when the export holds a single-objective trial value and the
+    They are comparable when the export contains a single-objective trial value and the
     retraining kept its best epoch on the valid split, as the search did.
     """
     value = meta.get("value")

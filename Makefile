@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 DEMO_TRIALS ?= 100
+# The sampler seed of the demo search, so that `make demo` repeats the search the README records.
+DEMO_SEED ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test clean
@@ -21,7 +23,7 @@ $(BIN)/adaptsearch: pyproject.toml
 setup: $(BIN)/adaptsearch
 
 demo: setup
-	$(BIN)/adaptsearch run --trials $(DEMO_TRIALS)
+	$(BIN)/adaptsearch run --trials $(DEMO_TRIALS) --seed $(DEMO_SEED)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
